@@ -1,0 +1,165 @@
+//! Register, log in, log out: the hybrid session pattern. The token goes in
+//! an HttpOnly cookie for REST and in the body for socket clients.
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use parley_domain::{
+    auth::{hash_password, verify_password},
+    events::UserRegistered,
+    ports::PendingEvent,
+    Credential, DisplayName, Event, Password, PublicUser, StoreError, Timestamp, UserId, Username,
+};
+use parley_http_kit::{AppJson, Caller, Problem};
+use serde::{Deserialize, Serialize};
+
+use crate::CommandApi;
+
+#[derive(Deserialize)]
+pub struct RegisterBody {
+    username: String,
+    password: String,
+    display_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct SessionBody<'a> {
+    user: &'a PublicUser,
+    token: &'a str,
+}
+
+/// Hashing costs tens of milliseconds of CPU: keep it off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "blocking task failed");
+        Problem::internal()
+    })
+}
+
+fn session_response(
+    api: &CommandApi,
+    status: StatusCode,
+    user: &PublicUser,
+) -> Result<Response, Problem> {
+    let (token, _) = api.auth.tokens.issue(user.id).map_err(|e| {
+        tracing::error!(error = %e, "token signing failed");
+        Problem::internal()
+    })?;
+    let cookie = api.auth.session_cookie(&token);
+    Ok((
+        status,
+        [(header::SET_COOKIE, cookie)],
+        Json(SessionBody {
+            user,
+            token: &token,
+        }),
+    )
+        .into_response())
+}
+
+#[tracing::instrument(name = "register", skip_all)]
+pub async fn register(
+    State(api): State<CommandApi>,
+    AppJson(body): AppJson<RegisterBody>,
+) -> Result<Response, Problem> {
+    let username = Username::parse(&body.username)?;
+    let password = Password::parse(body.password)?;
+    let display_name = match body.display_name {
+        Some(d) => DisplayName::parse(&d)?,
+        None => DisplayName::from_username(&username),
+    };
+    if api.users.by_username(&username).await?.is_some() {
+        return Err(Problem::conflict("username is taken"));
+    }
+    let hash = blocking(move || hash_password(&password))
+        .await?
+        .map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            Problem::internal()
+        })?;
+    let user = PublicUser {
+        id: UserId::new(),
+        username,
+        display_name,
+        created_at: Timestamp::now(),
+    };
+    let credential = Credential {
+        user: user.clone(),
+        hash,
+    };
+    match api.users.create(&credential).await {
+        Err(StoreError::Conflict(_)) => return Err(Problem::conflict("username is taken")),
+        other => other?,
+    }
+    let event_user = user.clone();
+    let appended = api
+        .appender
+        .append(PendingEvent::new(None, move |_| {
+            Event::UserRegistered(UserRegistered { user: event_user })
+        }))
+        .await;
+    if let Err(e) = appended {
+        // Without its event the account would be invisible to the log's
+        // consumers: undo it so the client can simply retry.
+        if let Err(undo) = api.users.remove(user.id).await {
+            tracing::error!(error = %undo, user = %user.id, "could not undo registration");
+        }
+        return Err(e.into());
+    }
+    metrics::counter!("parley_registrations_total").increment(1);
+    tracing::info!(user = %user.id, "registered");
+    session_response(&api, StatusCode::CREATED, &user)
+}
+
+#[tracing::instrument(name = "login", skip_all)]
+pub async fn login(
+    State(api): State<CommandApi>,
+    AppJson(body): AppJson<LoginBody>,
+) -> Result<Response, Problem> {
+    // A malformed username or password cannot match any account: answer
+    // exactly like a wrong password, after the same amount of work.
+    let username = Username::parse(&body.username).ok();
+    let password = Password::parse(body.password).ok();
+    let credential = match &username {
+        Some(u) => api.users.by_username(u).await?,
+        None => None,
+    };
+    let hash = credential.as_ref().map(|c| c.hash.clone());
+    let ok = match password {
+        Some(p) => blocking(move || verify_password(&p, hash.as_ref())).await?,
+        None => false,
+    };
+    match credential {
+        Some(c) if ok => {
+            metrics::counter!("parley_logins_total", "outcome" => "ok").increment(1);
+            session_response(&api, StatusCode::OK, c.public())
+        }
+        _ => {
+            metrics::counter!("parley_logins_total", "outcome" => "refused").increment(1);
+            Err(Problem::bad_credentials())
+        }
+    }
+}
+
+/// Revokes the session so its token stops working everywhere, and clears
+/// the cookie.
+pub async fn logout(
+    State(api): State<CommandApi>,
+    Caller(session): Caller,
+) -> Result<Response, Problem> {
+    api.auth.revocations.revoke(&session).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, api.auth.cleared_cookie())],
+    )
+        .into_response())
+}

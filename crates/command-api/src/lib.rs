@@ -1,0 +1,38 @@
+//! command-api: the write side. Validates, decides, appends; answers `202`
+//! only after the event is durable in the log.
+
+mod auth;
+mod messages;
+
+use std::sync::Arc;
+
+use axum::{extract::FromRef, routing::post, Router};
+use parley_domain::ports::{EventAppender, UserStore};
+use parley_http_kit::AuthState;
+
+/// What the write side needs: nothing that reads a projection.
+#[derive(Clone)]
+pub struct CommandApi {
+    pub users: Arc<dyn UserStore>,
+    pub appender: Arc<dyn EventAppender>,
+    pub auth: Arc<AuthState>,
+}
+
+impl FromRef<CommandApi> for Arc<AuthState> {
+    fn from_ref(s: &CommandApi) -> Self {
+        s.auth.clone()
+    }
+}
+
+pub fn router(state: CommandApi) -> Router {
+    Router::new()
+        .route("/v1/auth/register", post(auth::register))
+        .route("/v1/auth/login", post(auth::login))
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/messages", post(messages::send))
+        .route(
+            "/v1/conversations/{peer_id}/read",
+            post(messages::mark_read),
+        )
+        .with_state(state)
+}

@@ -1,0 +1,191 @@
+//! Sessions (signed JWTs) and password hashing (argon2id).
+
+use argon2::{
+    password_hash::{rand_core::OsRng, PasswordHasher, PasswordVerifier, SaltString},
+    Argon2,
+};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::{sync::OnceLock, time::Duration};
+use uuid::Uuid;
+
+use crate::{config::JwtSecret, ids::UserId, time::Timestamp, user::Password, user::PasswordHash};
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    /// Session id: what logout revokes.
+    jti: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// A verified session: the only source of "who is asking".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub user_id: UserId,
+    pub session_id: String,
+    /// Unix seconds after which the token is dead anyway; revocations need
+    /// not be remembered past it.
+    pub expires_at: i64,
+}
+
+/// Issues and verifies HS256 session tokens.
+#[derive(Clone)]
+pub struct TokenService {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenService {
+    pub fn new(secret: &JwtSecret, ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret.expose()),
+            decoding: DecodingKey::from_secret(secret.expose()),
+            validation,
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A new token for `user`, with a fresh session id.
+    pub fn issue(&self, user: UserId) -> Result<(String, Session), jsonwebtoken::errors::Error> {
+        let now = Timestamp::now().millis() / 1000;
+        let exp = now + self.ttl.as_secs() as i64;
+        let jti = Uuid::new_v4().simple().to_string();
+        let claims = Claims {
+            sub: user.to_string(),
+            jti: jti.clone(),
+            iat: now,
+            exp,
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((
+            token,
+            Session {
+                user_id: user,
+                session_id: jti,
+                expires_at: exp,
+            },
+        ))
+    }
+
+    /// `None` for anything but a well-signed, unexpired token of ours.
+    pub fn verify(&self, token: &str) -> Option<Session> {
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
+        let user_id = UserId::parse("sub", &data.claims.sub).ok()?;
+        Some(Session {
+            user_id,
+            session_id: data.claims.jti,
+            expires_at: data.claims.exp,
+        })
+    }
+}
+
+/// argon2id with the crate's default (OWASP-recommended) parameters.
+/// CPU-heavy: call from a blocking thread.
+pub fn hash_password(password: &Password) -> Result<PasswordHash, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    let phc = Argon2::default().hash_password(password.expose().as_bytes(), &salt)?;
+    Ok(PasswordHash::from_phc(phc.to_string()))
+}
+
+/// Checks `password` against `hash`. With `hash = None` (no such user) it
+/// still spends the time of one verification, so response time does not
+/// tell whether a username exists.
+pub fn verify_password(password: &Password, hash: Option<&PasswordHash>) -> bool {
+    static DUMMY: OnceLock<Option<PasswordHash>> = OnceLock::new();
+    let dummy = DUMMY.get_or_init(|| {
+        Password::parse("parley-timing-equaliser".into())
+            .ok()
+            .and_then(|p| hash_password(&p).ok())
+    });
+    let (phc, real) = match (hash, dummy) {
+        (Some(h), _) => (h.as_phc(), true),
+        (None, Some(d)) => (d.as_phc(), false),
+        (None, None) => return false,
+    };
+    let Ok(parsed) = argon2::PasswordHash::new(phc) else {
+        return false;
+    };
+    let ok = Argon2::default()
+        .verify_password(password.expose().as_bytes(), &parsed)
+        .is_ok();
+    ok && real
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc() -> TokenService {
+        TokenService::new(
+            &JwtSecret::new(b"0123456789abcdef0123456789abcdef".to_vec()),
+            Duration::from_secs(60),
+        )
+    }
+
+    #[test]
+    fn tokens_verify_and_carry_the_subject() {
+        let u = UserId::new();
+        let (tok, session) = svc().issue(u).unwrap();
+        assert_eq!(svc().verify(&tok), Some(session.clone()));
+        assert_eq!(session.user_id, u);
+    }
+
+    #[test]
+    fn foreign_or_tampered_tokens_are_refused() {
+        let (tok, _) = svc().issue(UserId::new()).unwrap();
+        let other = TokenService::new(
+            &JwtSecret::new(b"another-secret-another-secret-xx".to_vec()),
+            Duration::from_secs(60),
+        );
+        assert!(other.verify(&tok).is_none());
+        let mut bad = tok.clone();
+        bad.push('x');
+        assert!(svc().verify(&bad).is_none());
+        assert!(svc().verify("").is_none());
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let s = TokenService::new(
+            &JwtSecret::new(b"0123456789abcdef0123456789abcdef".to_vec()),
+            Duration::from_secs(0),
+        );
+        let mut claims_exp = s.clone();
+        claims_exp.validation.leeway = 0;
+        let (tok, _) = s.issue(UserId::new()).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(claims_exp.verify(&tok).is_none());
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let p = Password::parse("correct horse".into()).unwrap();
+        let h = hash_password(&p).unwrap();
+        assert!(h.as_phc().starts_with("$argon2id$"));
+        assert!(verify_password(&p, Some(&h)));
+        assert!(!verify_password(
+            &Password::parse("wrong horse".into()).unwrap(),
+            Some(&h)
+        ));
+        assert!(!verify_password(&p, None));
+    }
+}

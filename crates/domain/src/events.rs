@@ -1,0 +1,347 @@
+//! The event log's vocabulary: a versioned JSON envelope
+//! `{id, type, v, at, data}` around four event types.
+//!
+//! Readers skip types and versions they do not know (with a warning) rather
+//! than crash, so old binaries survive a log written by newer ones.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::{
+    conversation::ConversationId,
+    ids::{EventId, MessageId, UserId},
+    message::{ClientId, Message, MessageBody},
+    time::Timestamp,
+    user::PublicUser,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    pub user: PublicUser,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSent {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub from: UserId,
+    pub to: UserId,
+    pub body: MessageBody,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientId>,
+    pub sent_at: Timestamp,
+}
+
+impl MessageSent {
+    pub fn to_message(&self) -> Message {
+        Message {
+            id: self.message_id,
+            conversation_id: self.conversation_id,
+            from: self.from,
+            to: self.to,
+            body: self.body.clone(),
+            sent_at: self.sent_at,
+            delivered_at: None,
+            read_at: None,
+        }
+    }
+}
+
+/// The recipient's device acknowledged the message. `to` is the recipient;
+/// the sender is the conversation's other participant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDelivered {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub to: UserId,
+    pub at: Timestamp,
+}
+
+/// `reader` has read every message addressed to them up to and including
+/// `up_to`. Markers only move forward: a lower `up_to` changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationRead {
+    pub conversation_id: ConversationId,
+    pub reader: UserId,
+    pub up_to: MessageId,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    UserRegistered(UserRegistered),
+    MessageSent(MessageSent),
+    MessageDelivered(MessageDelivered),
+    ConversationRead(ConversationRead),
+}
+
+/// Identity and time given to an event at the moment the log orders it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub id: EventId,
+    pub at: Timestamp,
+}
+
+impl Stamp {
+    pub fn now() -> Self {
+        let id = EventId::new();
+        Self {
+            at: id.timestamp(),
+            id,
+        }
+    }
+}
+
+/// Where an event sits in the log. The embedded log has one partition;
+/// Kafka has several, each totally ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPosition {
+    pub partition: u32,
+    pub offset: i64,
+}
+
+/// For each partition, the highest offset handled so far (inclusive), or
+/// nothing. Used to ask "has the projector seen everything ws-push has?".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Watermark(Vec<Option<i64>>);
+
+impl Watermark {
+    pub fn advance(&mut self, pos: LogPosition) {
+        let p = pos.partition as usize;
+        if self.0.len() <= p {
+            self.0.resize(p + 1, None);
+        }
+        let slot = &mut self.0[p];
+        if slot.is_none_or(|o| o < pos.offset) {
+            *slot = Some(pos.offset);
+        }
+    }
+
+    pub fn covers(&self, pos: LogPosition) -> bool {
+        self.0
+            .get(pos.partition as usize)
+            .copied()
+            .flatten()
+            .is_some_and(|o| o >= pos.offset)
+    }
+
+    /// True when every position `other` covers, `self` covers too.
+    pub fn covers_all(&self, other: &Watermark) -> bool {
+        other.0.iter().enumerate().all(|(p, o)| match o {
+            None => true,
+            Some(offset) => self.covers(LogPosition {
+                partition: p as u32,
+                offset: *offset,
+            }),
+        })
+    }
+
+    pub fn partitions(&self) -> impl Iterator<Item = LogPosition> + '_ {
+        self.0.iter().enumerate().filter_map(|(p, o)| {
+            o.map(|offset| LogPosition {
+                partition: p as u32,
+                offset,
+            })
+        })
+    }
+}
+
+/// An event read back from the log, with its place in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub position: LogPosition,
+    pub id: EventId,
+    pub at: Timestamp,
+    pub event: Event,
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a, T: Serialize> {
+    id: EventId,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    v: u32,
+    at: Timestamp,
+    data: &'a T,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeIn<'a> {
+    id: EventId,
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    v: u32,
+    at: Timestamp,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// Why a log record could not be read. Unknown types are not errors; they
+/// decode to `Ok(None)`.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed event: {0}")]
+pub struct DecodeError(#[from] serde_json::Error);
+
+impl Event {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::UserRegistered(_) => "UserRegistered",
+            Event::MessageSent(_) => "MessageSent",
+            Event::MessageDelivered(_) => "MessageDelivered",
+            Event::ConversationRead(_) => "ConversationRead",
+        }
+    }
+
+    /// The log key: events of one conversation share it, so they share a
+    /// partition and keep their order.
+    pub fn partition_key(&self) -> String {
+        match self {
+            Event::UserRegistered(e) => e.user.id.to_string(),
+            Event::MessageSent(e) => e.conversation_id.to_string(),
+            Event::MessageDelivered(e) => e.conversation_id.to_string(),
+            Event::ConversationRead(e) => e.conversation_id.to_string(),
+        }
+    }
+
+    /// The envelope as bytes. Done once per event, at append.
+    pub fn encode(&self, stamp: Stamp) -> Vec<u8> {
+        fn env<T: Serialize>(kind: &str, stamp: Stamp, data: &T) -> Vec<u8> {
+            serde_json::to_vec(&EnvelopeOut {
+                id: stamp.id,
+                kind,
+                v: 1,
+                at: stamp.at,
+                data,
+            })
+            .unwrap_or_default()
+        }
+        let kind = self.type_name();
+        match self {
+            Event::UserRegistered(e) => env(kind, stamp, e),
+            Event::MessageSent(e) => env(kind, stamp, e),
+            Event::MessageDelivered(e) => env(kind, stamp, e),
+            Event::ConversationRead(e) => env(kind, stamp, e),
+        }
+    }
+
+    /// Reads an envelope. `Ok(None)` for a type or version this build does
+    /// not know: the caller logs and moves on.
+    pub fn decode(bytes: &[u8]) -> Result<Option<(Stamp, Event)>, DecodeError> {
+        let env: EnvelopeIn<'_> = serde_json::from_slice(bytes)?;
+        let data = env.data.get();
+        let event = match (env.kind, env.v) {
+            ("UserRegistered", 1) => Event::UserRegistered(serde_json::from_str(data)?),
+            ("MessageSent", 1) => Event::MessageSent(serde_json::from_str(data)?),
+            ("MessageDelivered", 1) => Event::MessageDelivered(serde_json::from_str(data)?),
+            ("ConversationRead", 1) => Event::ConversationRead(serde_json::from_str(data)?),
+            _ => return Ok(None),
+        };
+        Ok(Some((
+            Stamp {
+                id: env.id,
+                at: env.at,
+            },
+            event,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::user::{DisplayName, Username};
+    use proptest::prelude::*;
+
+    fn sample_events(body: String, client: Option<String>) -> Vec<Event> {
+        let a = UserId::new();
+        let b = UserId::new();
+        let c = ConversationId::between(a, b);
+        let m = MessageId::new();
+        let t = Timestamp::now();
+        vec![
+            Event::UserRegistered(UserRegistered {
+                user: PublicUser {
+                    id: a,
+                    username: Username::parse("alice").unwrap(),
+                    display_name: DisplayName::parse("Alice").unwrap(),
+                    created_at: t,
+                },
+            }),
+            Event::MessageSent(MessageSent {
+                message_id: m,
+                conversation_id: c,
+                from: a,
+                to: b,
+                body: MessageBody::from_trusted(body),
+                client_id: client.map(|c| ClientId::parse(c).unwrap()),
+                sent_at: t,
+            }),
+            Event::MessageDelivered(MessageDelivered {
+                message_id: m,
+                conversation_id: c,
+                to: b,
+                at: t,
+            }),
+            Event::ConversationRead(ConversationRead {
+                conversation_id: c,
+                reader: b,
+                up_to: m,
+                at: t,
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_event_round_trips(body in "\\PC{1,64}", client in proptest::option::of("[a-z0-9-]{1,20}")) {
+            for e in sample_events(body.clone(), client.clone()) {
+                let stamp = Stamp::now();
+                let bytes = e.encode(stamp);
+                let (s2, e2) = Event::decode(&bytes).unwrap().unwrap();
+                prop_assert_eq!(s2, stamp);
+                prop_assert_eq!(e2, e);
+            }
+        }
+    }
+
+    #[test]
+    fn envelope_has_the_documented_shape() {
+        let e = &sample_events("hi".into(), None)[1];
+        let v: serde_json::Value = serde_json::from_slice(&e.encode(Stamp::now())).unwrap();
+        for k in ["id", "type", "v", "at", "data"] {
+            assert!(v.get(k).is_some(), "missing {k}");
+        }
+        assert_eq!(v["type"], "MessageSent");
+        assert_eq!(v["v"], 1);
+        assert!(v["data"]["message_id"].is_string());
+    }
+
+    #[test]
+    fn unknown_types_and_versions_are_skipped_not_errors() {
+        let id = EventId::new();
+        let unknown = format!(
+            r#"{{"id":"{id}","type":"Reaction","v":1,"at":"2026-01-01T00:00:00.000Z","data":{{}}}}"#
+        );
+        assert!(Event::decode(unknown.as_bytes()).unwrap().is_none());
+        let future = format!(
+            r#"{{"id":"{id}","type":"MessageSent","v":9,"at":"2026-01-01T00:00:00.000Z","data":{{}}}}"#
+        );
+        assert!(Event::decode(future.as_bytes()).unwrap().is_none());
+        assert!(Event::decode(b"not json").is_err());
+    }
+
+    #[test]
+    fn watermark_covers() {
+        let mut w = Watermark::default();
+        let p = |partition, offset| LogPosition { partition, offset };
+        assert!(!w.covers(p(0, 0)));
+        w.advance(p(0, 5));
+        w.advance(p(0, 3));
+        assert!(w.covers(p(0, 5)) && !w.covers(p(0, 6)) && !w.covers(p(1, 0)));
+        let mut other = Watermark::default();
+        other.advance(p(0, 4));
+        assert!(w.covers_all(&other));
+        other.advance(p(2, 1));
+        assert!(!w.covers_all(&other));
+    }
+}

@@ -1,0 +1,98 @@
+//! Message bodies, client de-duplication ids and the message view.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    conversation::ConversationId, ids::MessageId, ids::UserId, time::Timestamp, ValidationError,
+};
+
+/// Text of a message: 1 to 4096 characters, not all whitespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageBody(String);
+
+impl MessageBody {
+    pub const MAX_CHARS: usize = 4096;
+
+    pub fn parse(raw: String) -> Result<Self, ValidationError> {
+        if raw.trim().is_empty() {
+            return Err(ValidationError::new(
+                "body",
+                "must not be empty or only whitespace",
+            ));
+        }
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(ValidationError::new(
+                "body",
+                "must be at most 4096 characters",
+            ));
+        }
+        Ok(Self(raw))
+    }
+    pub fn from_trusted(s: String) -> Self {
+        Self(s)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A client-chosen id that makes a send safe to retry: the same sender
+/// repeating it gets the first message back and nothing is appended.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(raw: String) -> Result<Self, ValidationError> {
+        let n = raw.chars().count();
+        if n == 0 || n > 128 || raw.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                "client_id",
+                "must be 1 to 128 characters without control characters",
+            ));
+        }
+        Ok(Self(raw))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A message as readers see it. `delivered_at` and `read_at` appear once
+/// the recipient acknowledged or read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub from: UserId,
+    pub to: UserId,
+    pub body: MessageBody,
+    pub sent_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub delivered_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub read_at: Option<Timestamp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_rules() {
+        assert!(MessageBody::parse("hi".into()).is_ok());
+        assert!(MessageBody::parse(" \n\t ".into()).is_err());
+        assert!(MessageBody::parse(String::new()).is_err());
+        assert!(MessageBody::parse("é".repeat(4096)).is_ok());
+        assert!(MessageBody::parse("é".repeat(4097)).is_err());
+    }
+
+    #[test]
+    fn client_id_rules() {
+        assert!(ClientId::parse("abc-1".into()).is_ok());
+        assert!(ClientId::parse(String::new()).is_err());
+        assert!(ClientId::parse("x".repeat(129)).is_err());
+        assert!(ClientId::parse("a\nb".into()).is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! Ports: the narrow traits roles ask for and backends implement. The
+//! embedded backend implements them on SQLite; the cluster backend on Kafka
+//! and a CQL store. Each role asks only for the traits it uses.
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+use crate::{
+    auth::Session,
+    conversation::ConversationId,
+    events::{Event, RecordedEvent, Stamp, Watermark},
+    ids::{MessageId, UserId},
+    message::Message,
+    user::{Credential, PublicUser, Username},
+    StoreError,
+};
+
+/// An event waiting to be appended. The log calls `build` with the stamp
+/// (id and time) it gives the event at the moment it orders it, so ids of
+/// one partition increase in log order: a client resuming "after message X"
+/// can then never miss an older-id message that committed later.
+pub struct PendingEvent {
+    /// Appending twice with the same key appends once; the second call gets
+    /// the first event back as [`Appended::Duplicate`].
+    pub dedup: Option<String>,
+    pub build: Box<dyn FnOnce(Stamp) -> Event + Send>,
+}
+
+impl PendingEvent {
+    pub fn new(dedup: Option<String>, build: impl FnOnce(Stamp) -> Event + Send + 'static) -> Self {
+        Self {
+            dedup,
+            build: Box::new(build),
+        }
+    }
+}
+
+pub enum Appended {
+    New(RecordedEvent),
+    /// The dedup key was seen before; this is the event appended then.
+    Duplicate(RecordedEvent),
+}
+
+impl Appended {
+    pub fn event(&self) -> &RecordedEvent {
+        match self {
+            Appended::New(e) | Appended::Duplicate(e) => e,
+        }
+    }
+}
+
+/// Appends durably: `Ok` only once the event would survive a kill -9.
+#[async_trait]
+pub trait EventAppender: Send + Sync {
+    async fn append(&self, event: PendingEvent) -> Result<Appended, StoreError>;
+}
+
+/// Where a new subscription starts reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartFrom {
+    /// From the group's committed position (or the beginning if none).
+    Committed,
+    /// Just past a watermark: a new ws-push instance starts after
+    /// [`EventLog::latest`], and picks up there again after an outage.
+    After(Watermark),
+}
+
+/// Opens consumers on the log.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    async fn subscribe(
+        &self,
+        group: &str,
+        start: StartFrom,
+    ) -> Result<Box<dyn LogConsumer>, StoreError>;
+    /// Forgets `group`'s committed position, so it next starts from the
+    /// beginning (used by replay).
+    async fn reset_group(&self, group: &str) -> Result<(), StoreError>;
+    /// `group`'s committed position.
+    async fn committed(&self, group: &str) -> Result<Watermark, StoreError>;
+    /// The position of the last event in each partition now.
+    async fn latest(&self) -> Result<Watermark, StoreError>;
+}
+
+/// One reader of the log, in order within each partition.
+#[async_trait]
+pub trait LogConsumer: Send {
+    /// Up to `max` events, waiting at most `wait` for the first one; empty
+    /// when nothing arrived. Never spins.
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<RecordedEvent>, StoreError>;
+    /// Records that everything up to `through` is handled. Call only after
+    /// the work it covers is durable.
+    async fn commit(&mut self, through: &Watermark) -> Result<(), StoreError>;
+}
+
+/// The projector's side of the read models. Every write is an idempotent
+/// upsert: applying a batch twice, or replaying the log, changes nothing.
+#[async_trait]
+pub trait ReadModelWriter: Send + Sync {
+    async fn apply(&self, events: &[RecordedEvent]) -> Result<(), StoreError>;
+    /// Drops every read model, before a replay.
+    async fn reset(&self) -> Result<(), StoreError>;
+}
+
+/// Conversation timelines, newest first.
+#[async_trait]
+pub trait TimelineReader: Send + Sync {
+    /// At most `limit` messages older than `before` (or the newest), newest
+    /// first. Cost depends on `limit`, not on the timeline's length.
+    async fn page(
+        &self,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError>;
+    async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError>;
+    /// Messages to or from `user` with id greater than `after` and a log
+    /// position `upto` covers, oldest first: the backlog a resuming socket
+    /// missed. Positions past `upto` reach the socket live.
+    async fn for_user_after(
+        &self,
+        user: UserId,
+        after: MessageId,
+        upto: &Watermark,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError>;
+}
+
+/// One row of a user's inbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxEntry {
+    pub conversation_id: ConversationId,
+    pub peer: UserId,
+    pub last_message: Message,
+    pub unread_count: u64,
+}
+
+#[async_trait]
+pub trait InboxReader: Send + Sync {
+    /// Newest activity first, at most `limit` conversations.
+    async fn inbox(&self, user: UserId, limit: usize) -> Result<Vec<InboxEntry>, StoreError>;
+}
+
+/// Credentials and the user directory.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// `Err(Conflict)` when the username is taken.
+    async fn create(&self, credential: &Credential) -> Result<(), StoreError>;
+    /// Undoes a `create` whose registration event could not be appended.
+    async fn remove(&self, id: UserId) -> Result<(), StoreError>;
+    async fn by_username(&self, username: &Username) -> Result<Option<Credential>, StoreError>;
+    async fn by_id(&self, id: UserId) -> Result<Option<PublicUser>, StoreError>;
+    /// Users whose username starts with `prefix`, alphabetical.
+    async fn search_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<PublicUser>, StoreError>;
+}
+
+/// Sessions ended by logout before their token expired.
+#[async_trait]
+pub trait SessionRevocations: Send + Sync {
+    async fn revoke(&self, session: &Session) -> Result<(), StoreError>;
+    async fn is_revoked(&self, session_id: &str) -> Result<bool, StoreError>;
+}
+
+/// A dependency `/readyz` asks about.
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn check(&self) -> Result<(), StoreError>;
+}
+
+/// The consumer group name of the projector; ws-push reads its committed
+/// position to know when the store holds everything before a socket's live
+/// stream.
+pub const PROJECTOR_GROUP: &str = "projector";

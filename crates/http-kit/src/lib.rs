@@ -1,0 +1,15 @@
+//! What every Parley HTTP role shares: problem+json errors, extractors that
+//! answer malformed requests in Parley's own words, session auth, metrics,
+//! health/readiness/OpenAPI routes and the server loop.
+
+pub mod auth;
+pub mod extract;
+pub mod observe;
+pub mod ops;
+pub mod problem;
+pub mod server;
+
+pub use auth::{AuthState, Caller};
+pub use extract::{AppJson, AppQuery};
+pub use problem::Problem;
+pub mod lookup;

@@ -1,0 +1,140 @@
+//! projector: tails the log and writes the read models, committing its
+//! position only after the writes it covers succeeded (at-least-once
+//! consumption, idempotent writes: effectively once).
+
+use std::{sync::Arc, time::Duration};
+
+use parley_domain::{
+    ports::{EventLog, LogConsumer, ReadModelWriter, StartFrom, PROJECTOR_GROUP},
+    retry::Backoff,
+    RecordedEvent, StoreError, Timestamp, Watermark,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Events per read-model transaction.
+pub const BATCH: usize = 1000;
+const POLL_WAIT: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
+pub struct Projector {
+    pub log: Arc<dyn EventLog>,
+    pub writer: Arc<dyn ReadModelWriter>,
+}
+
+impl Projector {
+    /// Projects until `shutdown`, surviving any outage of the log or the
+    /// store: a failed batch is retried with backoff, never skipped.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::default();
+        while !shutdown.is_cancelled() {
+            let consumer = tokio::select! {
+                c = self.log.subscribe(PROJECTOR_GROUP, StartFrom::Committed) => c,
+                _ = shutdown.cancelled() => return,
+            };
+            match consumer {
+                Ok(c) => {
+                    backoff.reset();
+                    if let Err(e) = self.consume(c, &shutdown).await {
+                        tracing::warn!(error = %e, "projector lost its log; resubscribing");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "projector cannot subscribe yet"),
+            }
+            let nap = backoff.next_delay();
+            tokio::select! {
+                _ = tokio::time::sleep(nap) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn consume(
+        &self,
+        mut consumer: Box<dyn LogConsumer>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), StoreError> {
+        loop {
+            let batch = tokio::select! {
+                b = consumer.poll(BATCH, POLL_WAIT) => b?,
+                _ = shutdown.cancelled() => return Ok(()),
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            if !self.apply_until_done(&batch, shutdown).await {
+                return Ok(());
+            }
+            consumer.commit(&watermark_of(&batch)).await?;
+        }
+    }
+
+    /// Applies `batch`, retrying with backoff while the store is down.
+    /// `false` if shutdown came first (nothing was committed, so the batch
+    /// is projected again after restart).
+    async fn apply_until_done(
+        &self,
+        batch: &[RecordedEvent],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut backoff = Backoff::default();
+        loop {
+            let started = std::time::Instant::now();
+            match self.writer.apply(batch).await {
+                Ok(()) => {
+                    record(batch, started);
+                    return true;
+                }
+                Err(e) => {
+                    metrics::counter!("parley_projector_failures_total").increment(1);
+                    tracing::warn!(error = %e, events = batch.len(), "projection failed; retrying");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = shutdown.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Drops the read models and projects the whole log again, returning
+    /// the number of events projected. Run it with no projector running.
+    pub async fn replay(&self) -> Result<u64, StoreError> {
+        self.writer.reset().await?;
+        self.log.reset_group(PROJECTOR_GROUP).await?;
+        let mut consumer = self
+            .log
+            .subscribe(PROJECTOR_GROUP, StartFrom::Committed)
+            .await?;
+        let mut total = 0u64;
+        loop {
+            let batch = consumer.poll(BATCH, Duration::from_millis(200)).await?;
+            if batch.is_empty() {
+                return Ok(total);
+            }
+            let started = std::time::Instant::now();
+            self.writer.apply(&batch).await?;
+            record(&batch, started);
+            consumer.commit(&watermark_of(&batch)).await?;
+            total += batch.len() as u64;
+        }
+    }
+}
+
+fn watermark_of(batch: &[RecordedEvent]) -> Watermark {
+    let mut w = Watermark::default();
+    for e in batch {
+        w.advance(e.position);
+    }
+    w
+}
+
+fn record(batch: &[RecordedEvent], started: std::time::Instant) {
+    metrics::counter!("parley_projector_events_total").increment(batch.len() as u64);
+    metrics::histogram!("parley_projector_batch_seconds").record(started.elapsed().as_secs_f64());
+    if let Some(last) = batch.last() {
+        let lag_ms = (Timestamp::now().millis() - last.at.millis()).max(0);
+        metrics::histogram!("parley_projector_lag_seconds").record(lag_ms as f64 / 1000.0);
+        metrics::gauge!("parley_projector_offset", "partition" => last.position.partition.to_string())
+            .set(last.position.offset as f64);
+    }
+}

@@ -1,0 +1,200 @@
+//! Credentials, the user directory and revoked sessions.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use parley_domain::{
+    auth::Session,
+    ports::{SessionRevocations, UserStore},
+    Credential, DisplayName, PasswordHash, PublicUser, StoreError, Timestamp, UserId, Username,
+};
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::db::Db;
+
+/// How stale the in-memory revocation set may get before it is re-read, so
+/// a logout made through another process sharing the file takes effect.
+const REVOCATION_REFRESH: Duration = Duration::from_secs(1);
+
+pub struct SqliteUsers {
+    db: Arc<Db>,
+    /// Users never change once registered, so a hit is always right; the
+    /// send path checks the recipient on every request.
+    by_id_cache: RwLock<HashMap<UserId, PublicUser>>,
+    revoked: RwLock<(HashSet<String>, Option<Instant>)>,
+}
+
+impl SqliteUsers {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        Self {
+            db,
+            by_id_cache: RwLock::new(HashMap::new()),
+            revoked: RwLock::new((HashSet::new(), None)),
+        }
+    }
+}
+
+const USER_COLUMNS: &str = "id, username, display_name, created_at, password_hash";
+
+fn credential_from_row(r: &Row<'_>) -> rusqlite::Result<Credential> {
+    let id: String = r.get(0)?;
+    let id = UserId::parse("id", &id).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Credential {
+        user: PublicUser {
+            id,
+            username: Username::from_trusted(r.get(1)?),
+            display_name: DisplayName::from_trusted(r.get(2)?),
+            created_at: Timestamp::from_millis(r.get(3)?),
+        },
+        hash: PasswordHash::from_phc(r.get(4)?),
+    })
+}
+
+#[async_trait]
+impl UserStore for SqliteUsers {
+    async fn create(&self, credential: &Credential) -> Result<(), StoreError> {
+        let u = credential.user.clone();
+        let hash = credential.hash.as_phc().to_owned();
+        self.db
+            .write(move |tx| {
+                tx.prepare_cached(
+                    "INSERT INTO users (id, username, display_name, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    u.id.to_string(),
+                    u.username.as_str(),
+                    u.display_name.as_str(),
+                    hash,
+                    u.created_at.millis()
+                ])
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn remove(&self, id: UserId) -> Result<(), StoreError> {
+        if let Ok(mut c) = self.by_id_cache.write() {
+            c.remove(&id);
+        }
+        self.db
+            .write(move |tx| {
+                tx.execute("DELETE FROM users WHERE id = ?1", [id.to_string()])
+                    .map(drop)
+            })
+            .await
+    }
+
+    async fn by_username(&self, username: &Username) -> Result<Option<Credential>, StoreError> {
+        let name = username.as_str().to_owned();
+        self.db
+            .read(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE username = ?1"
+                ))?
+                .query_row([name], credential_from_row)
+                .optional()
+            })
+            .await
+    }
+
+    async fn by_id(&self, id: UserId) -> Result<Option<PublicUser>, StoreError> {
+        if let Some(u) = self
+            .by_id_cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(&id).cloned())
+        {
+            return Ok(Some(u));
+        }
+        let found = self
+            .db
+            .read(move |c| {
+                c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+                    .query_row([id.to_string()], credential_from_row)
+                    .optional()
+            })
+            .await?
+            .map(|c| c.user);
+        if let (Some(u), Ok(mut cache)) = (&found, self.by_id_cache.write()) {
+            cache.insert(id, u.clone());
+        }
+        Ok(found)
+    }
+
+    async fn search_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<PublicUser>, StoreError> {
+        // Usernames use [a-z0-9_.] only, all below '~', so this range is
+        // exactly "starts with prefix" and uses the unique index.
+        let (lo, hi) = (prefix.to_owned(), format!("{prefix}~"));
+        self.db
+            .read(move |c| {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE username >= ?1 AND username < ?2 ORDER BY username LIMIT ?3"
+                ))?;
+                let rows = st.query_map(params![lo, hi, limit as i64], credential_from_row)?;
+                rows.map(|r| r.map(|c| c.user)).collect()
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl SessionRevocations for SqliteUsers {
+    async fn revoke(&self, session: &Session) -> Result<(), StoreError> {
+        let (sid, exp) = (session.session_id.clone(), session.expires_at);
+        let now = Timestamp::now().millis() / 1000;
+        self.db
+            .write(move |tx| {
+                tx.execute("DELETE FROM revoked_sessions WHERE expires_at < ?1", [now])?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO revoked_sessions (session_id, expires_at) VALUES (?1, ?2)",
+                    params![sid, exp],
+                )
+                .map(drop)
+            })
+            .await?;
+        if let Ok(mut r) = self.revoked.write() {
+            r.0.insert(session.session_id.clone());
+        }
+        Ok(())
+    }
+
+    async fn is_revoked(&self, session_id: &str) -> Result<bool, StoreError> {
+        let fresh = self
+            .revoked
+            .read()
+            .map_err(|_| StoreError::Unexpected("revocation cache poisoned".into()))
+            .map(|r| {
+                r.1.is_some_and(|at| at.elapsed() < REVOCATION_REFRESH)
+                    .then(|| r.0.contains(session_id))
+            })?;
+        if let Some(hit) = fresh {
+            return Ok(hit);
+        }
+        let now = Timestamp::now().millis() / 1000;
+        let all: HashSet<String> = self
+            .db
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT session_id FROM revoked_sessions WHERE expires_at >= ?1",
+                )?;
+                let rows = st.query_map([now], |r| r.get::<_, String>(0))?;
+                rows.collect()
+            })
+            .await?;
+        let hit = all.contains(session_id);
+        if let Ok(mut r) = self.revoked.write() {
+            *r = (all, Some(Instant::now()));
+        }
+        Ok(hit)
+    }
+}

@@ -1,0 +1,82 @@
+//! ws-push: holds client sockets, tails the log and pushes each event to the
+//! connected participants; turns acks into `MessageDelivered` and serves
+//! `resume` from the store with no gap and no duplicate at the seam.
+//!
+//! Every instance tails the whole log with its own consumer, so a message
+//! reaches its recipient whichever instance holds the socket.
+
+mod frames;
+mod hub;
+mod session;
+mod tail;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{FromRef, State, WebSocketUpgrade},
+    http::HeaderMap,
+    response::Response,
+    routing::get,
+    Router,
+};
+use parley_domain::ports::{EventAppender, EventLog, TimelineReader};
+use parley_http_kit::AuthState;
+use tokio_util::sync::CancellationToken;
+
+pub use hub::Hub;
+
+/// Per-socket buffers. tungstenite's defaults cost ~128 KiB per socket; a
+/// chat frame is small, so a few KiB serve and idle sockets stay cheap.
+const READ_BUFFER: usize = 4 * 1024;
+const WRITE_BUFFER: usize = 4 * 1024;
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+const MAX_MESSAGE: usize = 64 * 1024;
+/// Time a socket has to send `{"type":"auth"}` when it came without a
+/// cookie or header.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct WsPush {
+    pub hub: Arc<Hub>,
+    pub auth: Arc<AuthState>,
+    pub log: Arc<dyn EventLog>,
+    pub timelines: Arc<dyn TimelineReader>,
+    pub appender: Arc<dyn EventAppender>,
+    /// Cancelled on shutdown: sessions close with 1001.
+    pub shutdown: CancellationToken,
+}
+
+impl FromRef<WsPush> for Arc<AuthState> {
+    fn from_ref(s: &WsPush) -> Self {
+        s.auth.clone()
+    }
+}
+
+impl WsPush {
+    /// Tails the log into the hub until shutdown, reconnecting with backoff.
+    pub async fn run_tail(&self) {
+        tail::run(self.log.clone(), self.hub.clone(), self.shutdown.clone()).await
+    }
+}
+
+pub fn router(state: WsPush) -> Router {
+    Router::new()
+        .route("/v1/ws", get(upgrade))
+        .with_state(state)
+}
+
+async fn upgrade(
+    State(state): State<WsPush>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // A token in a header or cookie is checked now, but a failure is still
+    // reported on the socket (close 4401) so every client sees one behaviour.
+    let token = parley_http_kit::auth::token_from_headers(&headers).map(str::to_owned);
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| session::run(state, socket, token))
+}

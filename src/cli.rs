@@ -1,0 +1,100 @@
+//! Flags and `PARLEY_*` environment variables. Defaults, then flags, then
+//! environment (clap reads a flag's variable when the flag is absent).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "parley",
+    version,
+    about = "Parley: an event-sourced one-to-one chat backend"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, env = "PARLEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run every role in one process on one listener (no setup needed).
+    Dev(ServeArgs),
+    /// Run one role.
+    Serve {
+        #[arg(value_enum)]
+        role: Role,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+    /// Drop the read models and rebuild them from the whole log.
+    Replay(BackendArgs),
+    /// Create or upgrade the schema.
+    Migrate(BackendArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    CommandApi,
+    Projector,
+    QueryApi,
+    WsPush,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// One SQLite file under --data-dir.
+    Embedded,
+    /// Kafka for the log, ScyllaDB for the read models.
+    Cluster,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BackendArgs {
+    #[arg(long, env = "PARLEY_BACKEND", value_enum, default_value_t = Backend::Embedded)]
+    pub backend: Backend,
+    /// Where the embedded backend keeps its database (and `parley dev` its
+    /// generated JWT secret).
+    #[arg(long, env = "PARLEY_DATA_DIR", default_value = "./parley-data")]
+    pub data_dir: PathBuf,
+    /// Kafka bootstrap servers, comma-separated (cluster backend).
+    #[arg(long, env = "PARLEY_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    #[arg(long, env = "PARLEY_KAFKA_TOPIC", default_value = "parley-events")]
+    pub kafka_topic: String,
+    /// ScyllaDB (or Cassandra) contact points, comma-separated (cluster backend).
+    #[arg(long, env = "PARLEY_SCYLLA_NODES", default_value = "127.0.0.1:9042")]
+    pub scylla_nodes: String,
+    #[arg(long, env = "PARLEY_SCYLLA_KEYSPACE", default_value = "parley")]
+    pub scylla_keyspace: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[arg(long, env = "PARLEY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// HS256 signing secret for session tokens. Required by `serve`;
+    /// `dev` generates one and keeps it in the data dir.
+    #[arg(long, env = "PARLEY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Session lifetime in seconds.
+    #[arg(long, env = "PARLEY_JWT_TTL", default_value_t = 7 * 24 * 3600)]
+    pub jwt_ttl: u64,
+    /// Mark the session cookie `Secure` (serve behind TLS).
+    #[arg(long, env = "PARLEY_COOKIE_SECURE", default_value_t = false)]
+    pub cookie_secure: bool,
+    /// Longest a graceful shutdown waits for in-flight work, in seconds.
+    #[arg(long, env = "PARLEY_SHUTDOWN_GRACE", default_value_t = 10)]
+    pub shutdown_grace: u64,
+}
