@@ -212,6 +212,8 @@ pub async fn serve_roles(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    // Install the recorder before anything records.
+    parley_http_kit::observe::prometheus();
     let embedded = open_backend(backend)?;
     let auth = Arc::new(AuthState {
         tokens: TokenService::new(&auth.secret, auth.ttl),

@@ -1,0 +1,407 @@
+//! `spawn_app()` and a small client for the end-to-end suite: a real server
+//! on port 0 with a fresh data dir, driven over real HTTP and WebSocket.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use futures_util::{SinkExt, StreamExt};
+use parley::cli::{Backend, BackendArgs};
+use reqwest::{header, Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::{io::AsyncBufReadExt, net::TcpStream};
+use tokio_tungstenite::{
+    tungstenite::{client::IntoClientRequest, Message as Ws},
+    MaybeTlsStream, WebSocketStream,
+};
+use tokio_util::sync::CancellationToken;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Which backend the suite runs against: `PARLEY_TEST_BACKEND`, default
+/// `embedded`. Anything this build cannot run fails loudly.
+pub fn backend() -> Backend {
+    match std::env::var("PARLEY_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("embedded") => Backend::Embedded,
+        Ok(other) => panic!("PARLEY_TEST_BACKEND={other}: this suite cannot run that backend"),
+    }
+}
+
+pub struct TestApp {
+    pub addr: String,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub _dir: Option<tempfile::TempDir>,
+}
+
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+pub fn backend_args(dir: PathBuf) -> BackendArgs {
+    BackendArgs {
+        backend: backend(),
+        data_dir: dir,
+        kafka_brokers: String::new(),
+        kafka_topic: String::new(),
+        scylla_nodes: String::new(),
+        scylla_keyspace: String::new(),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let shutdown = CancellationToken::new();
+    let auth = parley::AuthConfig {
+        secret: parley_domain::config::JwtSecret::new(
+            b"test-secret-test-secret-test-secret!".to_vec(),
+        ),
+        ttl: Duration::from_secs(3600),
+        cookie_secure: false,
+    };
+    let args = backend_args(dir.path().to_owned());
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        parley::serve_roles(
+            parley::ALL_ROLES,
+            &args,
+            auth,
+            listener,
+            token,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("server");
+    });
+    let app = TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        shutdown,
+        _dir: Some(dir),
+    };
+    app.wait_ready().await;
+    app
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    /// Asserts a problem+json with this status and returns it.
+    pub fn problem(&self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(
+            self.headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "body: {}",
+            self.text
+        );
+        let p = self.json();
+        assert_eq!(p["status"], status);
+        assert!(p["title"].is_string() && p["type"].is_string());
+        p
+    }
+    pub fn field_error(&self) -> String {
+        self.problem(422)["errors"][0]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self.http.get(self.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server never became ready");
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> Reply {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header(header::CONTENT_TYPE, "application/json").body(b);
+        }
+        let res = req.send().await.expect("request");
+        Reply {
+            status: res.status(),
+            headers: res.headers().clone(),
+            text: res.text().await.expect("body"),
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::POST, path, token, Some(body.to_string()))
+            .await
+    }
+
+    pub async fn register(&self, username: &str) -> User {
+        let r = self
+            .post(
+                "/v1/auth/register",
+                None,
+                json!({"username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let v = r.json();
+        User {
+            id: v["user"]["id"].as_str().expect("id").to_owned(),
+            token: v["token"].as_str().expect("token").to_owned(),
+        }
+    }
+
+    /// Sends and returns the accepted message.
+    pub async fn send(&self, from: &User, to: &User, body: &str) -> Value {
+        let r = self
+            .post(
+                "/v1/messages",
+                Some(&from.token),
+                json!({"to": to.id, "body": body}),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        r.json()["message"].clone()
+    }
+
+    pub async fn page(&self, me: &User, peer: &User, query: &str) -> Value {
+        let r = self
+            .get(
+                &format!("/v1/conversations/{}/messages{query}", peer.id),
+                Some(&me.token),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()
+    }
+
+    /// Every message of a conversation, newest first, following cursors.
+    pub async fn history(&self, me: &User, peer: &User) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let q = match &cursor {
+                Some(c) => format!("?limit=200&before={c}"),
+                None => "?limit=200".to_owned(),
+            };
+            let page = self.page(me, peer, &q).await;
+            all.extend(
+                page["messages"]
+                    .as_array()
+                    .expect("messages")
+                    .iter()
+                    .cloned(),
+            );
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return all,
+            }
+        }
+    }
+
+    /// Waits until the conversation shows `n` messages (the projector is
+    /// asynchronous), then returns them.
+    pub async fn history_of_len(&self, me: &User, peer: &User, n: usize) -> Vec<Value> {
+        let mut last = Vec::new();
+        for _ in 0..400 {
+            last = self.history(me, peer).await;
+            if last.len() >= n {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("history has {} messages, expected {n}", last.len());
+    }
+
+    pub async fn inbox(&self, me: &User) -> Value {
+        let r = self.get("/v1/conversations", Some(&me.token)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// A socket authenticated by `Authorization: Bearer`, past `ready`.
+    pub async fn socket(&self, user: &User) -> Socket {
+        let mut req = self.ws_url().into_client_request().expect("ws request");
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {}", user.token).parse().expect("header"),
+        );
+        let mut s = Socket::connect(req).await;
+        let ready = s.next().await;
+        assert_eq!(ready["type"], "ready");
+        assert_eq!(ready["user_id"], user.id.as_str());
+        s
+    }
+}
+
+pub struct Socket {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+pub enum Frame {
+    Json(Value),
+    Closed(Option<u16>),
+}
+
+impl Socket {
+    pub async fn connect(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Socket {
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("ws connect");
+        Socket { ws }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.send_raw(&v.to_string()).await;
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws
+            .send(Ws::Text(text.to_owned().into()))
+            .await
+            .expect("ws send");
+    }
+
+    /// The next JSON frame or close, within 10 s.
+    pub async fn frame(&mut self) -> Frame {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("no frame within 10 s");
+            match msg {
+                Some(Ok(Ws::Text(t))) => {
+                    return Frame::Json(serde_json::from_str(&t).expect("frame is JSON"))
+                }
+                Some(Ok(Ws::Close(c))) => return Frame::Closed(c.map(|c| u16::from(c.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Frame::Closed(None),
+            }
+        }
+    }
+
+    pub async fn next(&mut self) -> Value {
+        match self.frame().await {
+            Frame::Json(v) => v,
+            Frame::Closed(c) => panic!("socket closed ({c:?}) while a frame was expected"),
+        }
+    }
+
+    /// The next frame of type `kind`, skipping none: asserts it is next.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let v = self.next().await;
+        assert_eq!(v["type"], kind, "unexpected frame {v}");
+        v
+    }
+
+    /// Asserts nothing arrives for `ms` (used to prove "no duplicate").
+    pub async fn assert_quiet(&mut self, ms: u64) {
+        loop {
+            match tokio::time::timeout(Duration::from_millis(ms), self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Ws::Ping(_) | Ws::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn expect_close(&mut self, code: u16) {
+        match self.frame().await {
+            Frame::Closed(c) => assert_eq!(c, Some(code)),
+            Frame::Json(v) => panic!("expected close {code}, got {v}"),
+        }
+    }
+}
+
+/// A `parley` process started from the built binary, for tests that kill
+/// or signal it.
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub addr: String,
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_parley"))
+}
+
+impl Process {
+    pub async fn start(data_dir: &std::path::Path) -> Process {
+        let mut child = tokio::process::Command::new(binary())
+            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn parley");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("parley printed nothing")
+            .expect("read stdout")
+            .expect("parley exited early");
+        let addr = line
+            .strip_prefix("parley listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Process { child, addr }
+    }
+
+    /// A client for this process; the caller owns its data dir.
+    pub async fn client(&self) -> TestApp {
+        let app = TestApp {
+            addr: self.addr.clone(),
+            http: reqwest::Client::new(),
+            shutdown: CancellationToken::new(),
+            _dir: None,
+        };
+        app.wait_ready().await;
+        app
+    }
+}

@@ -1,0 +1,13 @@
+//! Parley's end-to-end behaviour suite: a real server, real HTTP, real
+//! WebSocket. Backend chosen by `PARLEY_TEST_BACKEND` (default embedded).
+
+// Tests panic on purpose when the server misbehaves.
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod helpers;
+mod history;
+mod messages;
+mod ops;
+mod process;
+mod socket;

@@ -1,0 +1,159 @@
+//! Tests that need a real `parley` process: kill -9, SIGTERM, replay, and
+//! refusing to start without a secret.
+
+use std::{collections::HashSet, time::Duration};
+
+use serde_json::Value;
+
+use crate::helpers::{binary, Process, User};
+
+async fn snapshot(
+    app: &crate::helpers::TestApp,
+    a: &User,
+    b: &User,
+) -> (Vec<Value>, Vec<Value>, Value, Value) {
+    (
+        app.history(a, b).await,
+        app.history(b, a).await,
+        app.inbox(a).await,
+        app.inbox(b).await,
+    )
+}
+
+#[tokio::test]
+async fn acknowledged_sends_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Process::start(dir.path()).await;
+    let app = p.client().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    let sends = (0..200).map(|i| {
+        let app = &app;
+        let (a, b) = (&a, &b);
+        async move {
+            app.send(a, b, &format!("durable {i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    });
+    let acked: HashSet<String> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(acked.len(), 200);
+    p.child.start_kill().unwrap();
+    p.child.wait().await.unwrap();
+    let p2 = Process::start(dir.path()).await;
+    let app = p2.client().await;
+    let h = app.history_of_len(&a, &b, 200).await;
+    let ids: Vec<String> = h
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 200, "each message exactly once");
+    assert_eq!(ids.iter().cloned().collect::<HashSet<_>>(), acked);
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_replay_rebuilds_identical_read_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Process::start(dir.path()).await;
+    let app = p.client().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    let mut last = Value::Null;
+    for i in 0..30 {
+        let (from, to) = if i % 4 == 0 { (&b, &a) } else { (&a, &b) };
+        last = app.send(from, to, &format!("m{i}")).await;
+    }
+    app.history_of_len(&a, &b, 30).await;
+    let r = app
+        .post(
+            &format!("/v1/conversations/{}/read", a.id),
+            Some(&b.token),
+            serde_json::json!({"up_to": last["id"]}),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    // Wait for the read marker to be projected, then take the snapshot.
+    for _ in 0..200 {
+        if app.inbox(&b).await["conversations"][0]["unread_count"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let before = snapshot(&app, &a, &b).await;
+    assert_eq!(before.3["conversations"][0]["unread_count"], 0);
+    assert!(before
+        .1
+        .iter()
+        .filter(|m| m["to"] == b.id.as_str())
+        .all(|m| m["read_at"].is_string()));
+    let pid = p.child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), p.child.wait())
+        .await
+        .expect("parley did not stop within 20 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "SIGTERM exit: {status:?}");
+
+    let out = tokio::process::Command::new(binary())
+        .args(["replay", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed"));
+
+    let p2 = Process::start(dir.path()).await;
+    let app = p2.client().await;
+    let after = snapshot(&app, &a, &b).await;
+    assert_eq!(after.0.len(), 30);
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn production_roles_refuse_to_start_without_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(binary())
+        .args([
+            "serve",
+            "query-api",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("PARLEY_JWT_SECRET")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT secret"));
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(binary())
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("schema at version"));
+    assert!(dir.path().join("parley.db").exists());
+}
