@@ -7,6 +7,18 @@ use serde_json::Value;
 
 use crate::helpers::{binary, Process, User};
 
+/// Runs `parley <args> --data-dir <dir>` to completion.
+async fn run_parley(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    tokio::process::Command::new(binary())
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("PARLEY_JWT_SECRET")
+        .output()
+        .await
+        .unwrap()
+}
+
 async fn snapshot(
     app: &crate::helpers::TestApp,
     a: &User,
@@ -100,12 +112,7 @@ async fn sigterm_drains_and_replay_rebuilds_identical_read_models() {
         .unwrap();
     assert!(status.success(), "SIGTERM exit: {status:?}");
 
-    let out = tokio::process::Command::new(binary())
-        .args(["replay", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .await
-        .unwrap();
+    let out = run_parley(&["replay"], dir.path()).await;
     assert!(
         out.status.success(),
         "{}",
@@ -143,12 +150,7 @@ async fn production_roles_refuse_to_start_without_a_secret() {
 #[tokio::test]
 async fn migrate_creates_the_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(binary())
-        .args(["migrate", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .await
-        .unwrap();
+    let out = run_parley(&["migrate"], dir.path()).await;
     assert!(
         out.status.success(),
         "{}",
