@@ -203,9 +203,14 @@ impl Event {
         }
     }
 
-    /// The envelope as bytes. Done once per event, at append.
-    pub fn encode(&self, stamp: Stamp) -> Vec<u8> {
-        fn env<T: Serialize>(kind: &str, stamp: Stamp, data: &T) -> Vec<u8> {
+    /// The envelope as bytes. Done once per event, at append. An error
+    /// fails the append: nothing unreadable is ever written to the log.
+    pub fn encode(&self, stamp: Stamp) -> Result<Vec<u8>, serde_json::Error> {
+        fn env<T: Serialize>(
+            kind: &str,
+            stamp: Stamp,
+            data: &T,
+        ) -> Result<Vec<u8>, serde_json::Error> {
             serde_json::to_vec(&EnvelopeOut {
                 id: stamp.id,
                 kind,
@@ -213,7 +218,6 @@ impl Event {
                 at: stamp.at,
                 data,
             })
-            .unwrap_or_default()
         }
         let kind = self.type_name();
         match self {
@@ -296,7 +300,7 @@ mod tests {
         fn every_event_round_trips(body in "\\PC{1,64}", client in proptest::option::of("[a-z0-9-]{1,20}")) {
             for e in sample_events(body.clone(), client.clone()) {
                 let stamp = Stamp::now();
-                let bytes = e.encode(stamp);
+                let bytes = e.encode(stamp).unwrap();
                 let (s2, e2) = Event::decode(&bytes).unwrap().unwrap();
                 prop_assert_eq!(s2, stamp);
                 prop_assert_eq!(e2, e);
@@ -307,7 +311,8 @@ mod tests {
     #[test]
     fn envelope_has_the_documented_shape() {
         let e = &sample_events("hi".into(), None)[1];
-        let v: serde_json::Value = serde_json::from_slice(&e.encode(Stamp::now())).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&e.encode(Stamp::now()).unwrap()).unwrap();
         for k in ["id", "type", "v", "at", "data"] {
             assert!(v.get(k).is_some(), "missing {k}");
         }

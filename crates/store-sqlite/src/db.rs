@@ -77,13 +77,7 @@ impl Db {
     }
 
     pub(crate) fn head_offset_blocking(&self) -> Result<i64, StoreError> {
-        self.with_reader(|c| {
-            c.query_row(
-                r#"SELECT COALESCE(MAX("offset"), 0) FROM events"#,
-                [],
-                |r| r.get(0),
-            )
-        })
+        self.with_reader(crate::log::head_offset)
     }
 
     fn with_reader<T>(

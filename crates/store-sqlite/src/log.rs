@@ -146,7 +146,9 @@ fn commit_batch(
             }
             let stamp = Stamp::now();
             let event = (pending.build)(stamp);
-            let payload = event.encode(stamp);
+            let payload = event
+                .encode(stamp)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
             insert.execute(params![event.partition_key(), payload])?;
             let offset = tx.last_insert_rowid();
             if let Some(key) = &dedup {
@@ -254,18 +256,17 @@ impl EventLog for SqliteLog {
     }
 
     async fn latest(&self) -> Result<Watermark, StoreError> {
-        let head = self
-            .db
-            .read(|c| {
-                c.query_row(
-                    r#"SELECT COALESCE(MAX("offset"), 0) FROM events"#,
-                    [],
-                    |r| r.get(0),
-                )
-            })
-            .await?;
-        Ok(single_partition(head))
+        Ok(single_partition(self.db.read(head_offset).await?))
     }
+}
+
+/// The offset of the last event, 0 for an empty log.
+pub(crate) fn head_offset(c: &Connection) -> rusqlite::Result<i64> {
+    c.query_row(
+        r#"SELECT COALESCE(MAX("offset"), 0) FROM events"#,
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// The watermark of the one partition at `offset` (0: nothing yet).

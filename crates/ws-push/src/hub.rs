@@ -44,7 +44,6 @@ struct Registry {
     dispatched: Watermark,
 }
 
-#[derive(Default)]
 pub struct Hub {
     registry: Mutex<Registry>,
     next_id: AtomicU64,
@@ -76,8 +75,8 @@ impl Hub {
     pub fn starting_at(start: Watermark) -> Self {
         Self {
             registry: Mutex::new(Registry {
-                sockets: HashMap::new(),
                 dispatched: start,
+                ..Registry::default()
             }),
             next_id: AtomicU64::new(0),
         }
@@ -112,10 +111,6 @@ impl Hub {
     /// the store: what a resume may read up to.
     pub fn dispatched(&self) -> Watermark {
         self.lock().dispatched.clone()
-    }
-
-    pub fn connected_users(&self) -> usize {
-        self.lock().sockets.len()
     }
 
     /// Hands each event to the sockets of the users it concerns, encoding
