@@ -100,12 +100,15 @@ async fn sigterm_drains_and_replay_rebuilds_identical_read_models() {
         .iter()
         .filter(|m| m["to"] == b.id.as_str())
         .all(|m| m["read_at"].is_string()));
+    let mut open_socket = app.socket(&a).await;
     let pid = p.child.id().unwrap().to_string();
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap();
     assert!(kill.success());
+    // Sockets are told the server is going away, not just cut off.
+    open_socket.expect_close(1001).await;
     let status = tokio::time::timeout(Duration::from_secs(20), p.child.wait())
         .await
         .expect("parley did not stop within 20 s of SIGTERM")
