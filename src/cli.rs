@@ -71,11 +71,24 @@ pub struct BackendArgs {
     pub kafka_brokers: String,
     #[arg(long, env = "PARLEY_KAFKA_TOPIC", default_value = "parley-events")]
     pub kafka_topic: String,
+    /// Partitions of the topic when Parley creates it. Conversations are
+    /// spread over them; each stays ordered within its partition.
+    #[arg(long, env = "PARLEY_KAFKA_PARTITIONS", default_value_t = 12)]
+    pub kafka_partitions: i32,
+    /// Replicas of the topic when Parley creates it (3 in production).
+    #[arg(long, env = "PARLEY_KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
     /// ScyllaDB (or Cassandra) contact points, comma-separated (cluster backend).
     #[arg(long, env = "PARLEY_SCYLLA_NODES", default_value = "127.0.0.1:9042")]
     pub scylla_nodes: String,
+    /// Keyspace of the read models and credentials. Consumer groups are
+    /// named after it, so a replay into a fresh keyspace starts from the
+    /// beginning of the topic without touching the live projector.
     #[arg(long, env = "PARLEY_SCYLLA_KEYSPACE", default_value = "parley")]
     pub scylla_keyspace: String,
+    /// Replication factor of the keyspace when `migrate` creates it.
+    #[arg(long, env = "PARLEY_SCYLLA_REPLICATION", default_value_t = 1)]
+    pub scylla_replication: u32,
 }
 
 #[derive(Args, Debug, Clone)]

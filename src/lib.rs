@@ -1,17 +1,22 @@
 //! Wiring: builds the roles on a backend and runs them. `main` only parses
 //! flags; tests call [`serve_roles`] directly on port 0.
 
+pub mod backend;
 pub mod cli;
 pub mod telemetry;
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use anyhow::{bail, Context};
 use axum::Router;
 use parley_command_api::CommandApi;
-use parley_domain::ports::EventLog;
-use parley_domain::{auth::TokenService, config::CookiePolicy, config::JwtSecret};
-use parley_http_kit::{ops::Readiness, server, AuthState};
+use parley_domain::{auth::TokenService, config::CookiePolicy, config::JwtSecret, retry::Backoff};
+use parley_http_kit::{ops, ops::Readiness, server, AuthState};
 use parley_projector::Projector;
 use parley_query_api::QueryApi;
 use parley_store_sqlite::Embedded;
@@ -19,7 +24,10 @@ use parley_ws_push::{Hub, WsPush};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Backend, BackendArgs, Cli, Command, Role, ServeArgs};
+use crate::{
+    backend::Ports,
+    cli::{Backend, BackendArgs, Cli, Command, Role, ServeArgs},
+};
 
 pub const ALL_ROLES: &[Role] = &[
     Role::CommandApi,
@@ -40,6 +48,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => {
             let auth = auth_config(&args, true)?;
+            if args.backend.backend == Backend::Cluster {
+                // `dev` needs no set-up: create the keyspace and topic.
+                println!("{}", backend::migrate(&args.backend).await?);
+            }
             let listener = bind(args.listen).await?;
             serve_roles(
                 ALL_ROLES,
@@ -65,14 +77,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Replay(b) => {
-            let embedded = open_backend(&b)?;
+            let ports = match b.backend {
+                Backend::Embedded => Ports::embedded(&backend::open_embedded(&b)?),
+                Backend::Cluster => {
+                    // Replay targets a keyspace that may be brand new.
+                    backend::migrate(&b).await?;
+                    Ports::cluster(&b)
+                        .await
+                        .context("cannot reach Kafka and the CQL store")?
+                }
+            };
             let projector = Projector {
-                log: embedded.log.clone(),
-                writer: embedded.read_models.clone(),
+                log: ports.log.clone(),
+                writer: ports.writer.clone(),
             };
             let started = std::time::Instant::now();
             let n = projector.replay().await.context("replay failed")?;
             let secs = started.elapsed().as_secs_f64();
+            ports.close(Duration::from_secs(5)).await;
             println!(
                 "replayed {n} events in {secs:.2}s ({:.0} events/s)",
                 n as f64 / secs.max(1e-9)
@@ -80,9 +102,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate(b) => {
-            require_embedded(&b)?;
-            let v = Embedded::migrate(&b.data_dir).context("migration failed")?;
-            println!("schema at version {v} in {}", b.data_dir.display());
+            println!("{}", backend::migrate(&b).await?);
             Ok(())
         }
     }
@@ -100,26 +120,6 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     // One line on stdout, for people and for scripts that start us on port 0.
     println!("parley listening on http://{local}");
     Ok(listener)
-}
-
-fn require_embedded(b: &BackendArgs) -> anyhow::Result<()> {
-    if b.backend == Backend::Cluster {
-        bail!(
-            "the cluster backend (Kafka + ScyllaDB) is not available in this build yet; \
-             use --backend embedded"
-        );
-    }
-    Ok(())
-}
-
-fn open_backend(b: &BackendArgs) -> anyhow::Result<Embedded> {
-    require_embedded(b)?;
-    Embedded::open(&b.data_dir).with_context(|| {
-        format!(
-            "cannot open the embedded backend in {}",
-            b.data_dir.display()
-        )
-    })
 }
 
 /// `serve` refuses to start without an explicit secret; `dev` keeps a
@@ -203,7 +203,12 @@ pub fn signal_shutdown() -> CancellationToken {
 
 /// Runs `roles` on one listener until `shutdown`, then drains: the server
 /// stops accepting and finishes in-flight requests, sockets close with
-/// 1001, the projector finishes its batch. Background work gets `grace`.
+/// 1001, the projector finishes its batch, the producer flushes.
+/// Background work gets `grace`.
+///
+/// The listener answers at once. On the cluster backend the roles connect
+/// in the background with bounded exponential backoff; until then
+/// `/readyz` and the API answer 503 with `Retry-After`.
 pub async fn serve_roles(
     roles: &[Role],
     backend: &BackendArgs,
@@ -214,30 +219,81 @@ pub async fn serve_roles(
 ) -> anyhow::Result<()> {
     // Install the recorder before anything records.
     parley_http_kit::observe::prometheus();
-    let embedded = open_backend(backend)?;
-    let auth = Arc::new(AuthState {
-        tokens: TokenService::new(&auth.secret, auth.ttl),
-        revocations: embedded.users.clone(),
-        cookie: CookiePolicy {
-            secure: auth.cookie_secure,
-            max_age_secs: auth.ttl.as_secs(),
-        },
-    });
-    let mut app = parley_http_kit::ops::router(Readiness {
-        checks: vec![Arc::new(embedded.clone())],
-    });
-    let mut background = JoinSet::new();
-    for role in roles {
-        app = app.merge(role_router(*role, &embedded, &auth, &shutdown, &mut background).await?);
-    }
-    tracing::info!(?roles, addr = %listener.local_addr()?, "parley started");
+    // The embedded backend opens at once or fails loudly (a bad data dir
+    // will not fix itself); the cluster may simply not be up yet.
+    let embedded = match backend.backend {
+        Backend::Embedded => Some(backend::open_embedded(backend)?),
+        Backend::Cluster => None,
+    };
+    let app = Arc::new(OnceLock::new());
+    let bring_up = tokio::spawn(bring_up(
+        roles.to_vec(),
+        backend.clone(),
+        embedded,
+        auth,
+        app.clone(),
+        shutdown.clone(),
+        grace,
+    ));
+    tracing::info!(?roles, addr = %listener.local_addr()?, "parley listening");
     let token = shutdown.clone();
-    server::serve(listener, server::finish(app), async move {
-        token.cancelled().await
-    })
-    .await
-    .context("server failed")?;
+    let front = ops::deferred(app, server::finish(ops::starting()));
+    server::serve(listener, front, async move { token.cancelled().await })
+        .await
+        .context("server failed")?;
     shutdown.cancel();
+    // Background work has `grace`; flushing the producer gets as long again.
+    if tokio::time::timeout(grace * 2, bring_up).await.is_err() {
+        tracing::warn!("background work did not finish within the grace period");
+    }
+    tracing::info!("parley stopped");
+    Ok(())
+}
+
+/// Connects (retrying), builds the roles, publishes their router, then
+/// waits for shutdown and drains the background work.
+async fn bring_up(
+    roles: Vec<Role>,
+    args: BackendArgs,
+    embedded: Option<Embedded>,
+    auth: AuthConfig,
+    app: Arc<OnceLock<Router>>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let mut backoff = Backoff::default();
+    let mut background = JoinSet::new();
+    let ports = loop {
+        let attempt = async {
+            let ports = match &embedded {
+                Some(e) => Ports::embedded(e),
+                None => Ports::cluster(&args).await?,
+            };
+            let router = build_roles(&roles, &ports, &auth, &shutdown, &mut background).await?;
+            Ok::<_, parley_domain::StoreError>((ports, router))
+        };
+        let outcome = tokio::select! {
+            r = attempt => r,
+            _ = shutdown.cancelled() => return,
+        };
+        match outcome {
+            Ok((ports, router)) => {
+                let _ = app.set(server::finish(router));
+                tracing::info!(?roles, "parley ready");
+                break ports;
+            }
+            Err(e) => {
+                background.abort_all();
+                let nap = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?nap, "backend not reachable yet");
+                tokio::select! {
+                    _ = tokio::time::sleep(nap) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    };
+    shutdown.cancelled().await;
     if tokio::time::timeout(grace, async {
         while background.join_next().await.is_some() {}
     })
@@ -246,33 +302,56 @@ pub async fn serve_roles(
     {
         tracing::warn!("background work did not finish within the grace period");
     }
-    tracing::info!("parley stopped");
-    Ok(())
+    ports.close(grace).await;
+}
+
+async fn build_roles(
+    roles: &[Role],
+    ports: &Ports,
+    auth: &AuthConfig,
+    shutdown: &CancellationToken,
+    background: &mut JoinSet<()>,
+) -> Result<Router, parley_domain::StoreError> {
+    let auth = Arc::new(AuthState {
+        tokens: TokenService::new(&auth.secret, auth.ttl),
+        revocations: ports.revocations.clone(),
+        cookie: CookiePolicy {
+            secure: auth.cookie_secure,
+            max_age_secs: auth.ttl.as_secs(),
+        },
+    });
+    let mut app = ops::router(Readiness {
+        checks: ports.checks.clone(),
+    });
+    for role in roles {
+        app = app.merge(role_router(*role, ports, &auth, shutdown, background).await?);
+    }
+    Ok(app)
 }
 
 async fn role_router(
     role: Role,
-    embedded: &Embedded,
+    ports: &Ports,
     auth: &Arc<AuthState>,
     shutdown: &CancellationToken,
     background: &mut JoinSet<()>,
-) -> anyhow::Result<Router> {
+) -> Result<Router, parley_domain::StoreError> {
     Ok(match role {
         Role::CommandApi => parley_command_api::router(CommandApi {
-            users: embedded.users.clone(),
-            appender: embedded.appender.clone(),
+            users: ports.users.clone(),
+            appender: ports.appender.clone(),
             auth: auth.clone(),
         }),
         Role::QueryApi => parley_query_api::router(QueryApi {
-            users: embedded.users.clone(),
-            timelines: embedded.read_models.clone(),
-            inboxes: embedded.read_models.clone(),
+            users: ports.users.clone(),
+            timelines: ports.timelines.clone(),
+            inboxes: ports.inboxes.clone(),
             auth: auth.clone(),
         }),
         Role::Projector => {
             let projector = Projector {
-                log: embedded.log.clone(),
-                writer: embedded.read_models.clone(),
+                log: ports.log.clone(),
+                writer: ports.writer.clone(),
             };
             let token = shutdown.clone();
             background.spawn(async move { projector.run(token).await });
@@ -280,17 +359,13 @@ async fn role_router(
         }
         Role::WsPush => {
             let ws = WsPush {
-                hub: Arc::new(Hub::starting_at(
-                    embedded
-                        .log
-                        .latest()
-                        .await
-                        .context("cannot read the end of the log")?,
-                )),
+                // Sockets get what happened before this instance from the
+                // store (resume); the hub starts at the end of the log.
+                hub: Arc::new(Hub::starting_at(ports.log.latest().await?)),
                 auth: auth.clone(),
-                log: embedded.log.clone(),
-                timelines: embedded.read_models.clone(),
-                appender: embedded.appender.clone(),
+                log: ports.log.clone(),
+                timelines: ports.timelines.clone(),
+                appender: ports.appender.clone(),
                 shutdown: shutdown.clone(),
             };
             let tail = ws.clone();

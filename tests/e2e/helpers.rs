@@ -15,13 +15,18 @@ use tokio_tungstenite::{
 use tokio_util::sync::CancellationToken;
 
 pub const PASSWORD: &str = "correct horse battery";
+/// The JWT secret of spawned processes, so separate roles accept each
+/// other's sessions.
+pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret!";
 
 /// Which backend the suite runs against: `PARLEY_TEST_BACKEND`, default
-/// `embedded`. Anything this build cannot run fails loudly.
+/// `embedded`. Anything else fails loudly; so does a cluster that is not
+/// running (the readiness wait panics), never a silent skip.
 pub fn backend() -> Backend {
     match std::env::var("PARLEY_TEST_BACKEND").as_deref() {
         Err(_) | Ok("embedded") => Backend::Embedded,
-        Ok(other) => panic!("PARLEY_TEST_BACKEND={other}: this suite cannot run that backend"),
+        Ok("cluster") => Backend::Cluster,
+        Ok(other) => panic!("PARLEY_TEST_BACKEND={other}: expected embedded or cluster"),
     }
 }
 
@@ -29,7 +34,7 @@ pub struct TestApp {
     pub addr: String,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
-    pub _dir: Option<tempfile::TempDir>,
+    pub _deployment: Option<Deployment>,
 }
 
 pub struct User {
@@ -37,32 +42,102 @@ pub struct User {
     pub token: String,
 }
 
-pub fn backend_args(dir: PathBuf) -> BackendArgs {
-    BackendArgs {
-        backend: backend(),
-        data_dir: dir,
-        kafka_brokers: String::new(),
-        kafka_topic: String::new(),
-        scylla_nodes: String::new(),
-        scylla_keyspace: String::new(),
+/// Where one test's data lives: a temp data dir, and on the cluster a
+/// topic and keyspace of its own, so tests run in parallel on one Kafka
+/// and one Cassandra without seeing each other.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub backend: Backend,
+    pub topic: String,
+    pub keyspace: String,
+}
+
+impl Deployment {
+    pub fn new() -> Self {
+        Self::on(backend())
+    }
+
+    pub fn on(backend: Backend) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            backend,
+            topic: format!("t{}", &id[..16]),
+            keyspace: format!("t{}", &id[..16]),
+        }
+    }
+
+    /// On the cluster, the same log read into a keyspace of its own;
+    /// `None` on the embedded backend, whose replay rebuilds in place.
+    pub fn replay_target(&self) -> Option<Self> {
+        (self.backend == Backend::Cluster).then(|| {
+            let mut d = Self::on(self.backend);
+            d.topic.clone_from(&self.topic);
+            d
+        })
+    }
+
+    pub fn args(&self) -> BackendArgs {
+        BackendArgs {
+            backend: self.backend,
+            data_dir: self.dir.path().to_owned(),
+            kafka_brokers: env_or("PARLEY_KAFKA_BROKERS", "127.0.0.1:9092"),
+            kafka_topic: self.topic.clone(),
+            kafka_partitions: 3,
+            kafka_replication: 1,
+            scylla_nodes: env_or("PARLEY_SCYLLA_NODES", "127.0.0.1:9042"),
+            scylla_keyspace: self.keyspace.clone(),
+            scylla_replication: 1,
+        }
+    }
+
+    /// The same settings as command-line flags, for spawned processes.
+    pub fn flags(&self) -> Vec<String> {
+        let a = self.args();
+        let backend = match a.backend {
+            Backend::Embedded => "embedded",
+            Backend::Cluster => "cluster",
+        };
+        [
+            ("--backend", backend.to_owned()),
+            ("--data-dir", a.data_dir.display().to_string()),
+            ("--kafka-brokers", a.kafka_brokers),
+            ("--kafka-topic", a.kafka_topic),
+            ("--kafka-partitions", a.kafka_partitions.to_string()),
+            ("--scylla-nodes", a.scylla_nodes),
+            ("--scylla-keyspace", a.scylla_keyspace),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v])
+        .collect()
     }
 }
 
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
 pub async fn spawn_app() -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_on(Deployment::new()).await
+}
+
+pub async fn spawn_app_on(deployment: Deployment) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let shutdown = CancellationToken::new();
     let auth = parley::AuthConfig {
-        secret: parley_domain::config::JwtSecret::new(
-            b"test-secret-test-secret-test-secret!".to_vec(),
-        ),
+        secret: parley_domain::config::JwtSecret::new(TEST_SECRET.as_bytes().to_vec()),
         ttl: Duration::from_secs(3600),
         cookie_secure: false,
     };
-    let args = backend_args(dir.path().to_owned());
+    let args = deployment.args();
+    if args.backend == Backend::Cluster {
+        parley::backend::migrate(&args)
+            .await
+            .expect("cannot migrate: are Kafka and Cassandra up? (infra/local/up)");
+    }
     let token = shutdown.clone();
     tokio::spawn(async move {
         parley::serve_roles(
@@ -80,7 +155,7 @@ pub async fn spawn_app() -> TestApp {
         addr,
         http: reqwest::Client::new(),
         shutdown,
-        _dir: Some(dir),
+        _deployment: Some(deployment),
     };
     app.wait_ready().await;
     app
@@ -131,8 +206,9 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
-    async fn wait_ready(&self) {
-        for _ in 0..200 {
+    pub async fn wait_ready(&self) {
+        // Cluster roles connect in the background; allow them a while.
+        for _ in 0..1200 {
             if let Ok(r) = self.http.get(self.url("/readyz")).send().await {
                 if r.status() == 200 {
                     return;
@@ -369,10 +445,19 @@ pub fn binary() -> PathBuf {
 }
 
 impl Process {
-    pub async fn start(data_dir: &std::path::Path) -> Process {
+    /// `parley dev` on `deployment`.
+    pub async fn start(deployment: &Deployment) -> Process {
+        Self::spawn(&["dev"], deployment, &[]).await
+    }
+
+    /// `parley <command> --listen 127.0.0.1:0 <deployment flags> <extra>`.
+    pub async fn spawn(command: &[&str], deployment: &Deployment, extra: &[&str]) -> Process {
         let mut child = tokio::process::Command::new(binary())
-            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(command)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(deployment.flags())
+            .args(extra)
+            .env("PARLEY_JWT_SECRET", TEST_SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -381,15 +466,21 @@ impl Process {
             .expect("spawn parley");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("parley printed nothing")
-            .expect("read stdout")
-            .expect("parley exited early");
-        let addr = line
-            .strip_prefix("parley listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        // `dev` on the cluster first says what it migrated.
+        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .expect("read stdout")
+                    .expect("parley exited early");
+                if let Some(addr) = line.strip_prefix("parley listening on http://") {
+                    return addr.to_owned();
+                }
+            }
+        })
+        .await
+        .expect("parley never said where it listens");
         Process { child, addr }
     }
 
@@ -399,7 +490,7 @@ impl Process {
             addr: self.addr.clone(),
             http: reqwest::Client::new(),
             shutdown: CancellationToken::new(),
-            _dir: None,
+            _deployment: None,
         };
         app.wait_ready().await;
         app

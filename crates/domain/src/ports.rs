@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::{
     auth::Session,
     conversation::ConversationId,
-    events::{Event, RecordedEvent, Stamp, Watermark},
+    events::{Event, LogPosition, RecordedEvent, Stamp, Watermark},
     ids::{MessageId, UserId},
     message::Message,
     user::{Credential, PublicUser, Username},
@@ -53,6 +53,32 @@ impl Appended {
 #[async_trait]
 pub trait EventAppender: Send + Sync {
     async fn append(&self, event: PendingEvent) -> Result<Appended, StoreError>;
+}
+
+/// What a de-duplication key's claim found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is new and now holds the caller's encoded event: append it.
+    Won,
+    /// The key was claimed before, with this encoded event. `appended` is
+    /// where it landed, once its appender saw the log acknowledge it; `None`
+    /// means that appender may have died first, so the caller appends the
+    /// same event (same id) again: readers de-duplicate by id.
+    Taken {
+        payload: Vec<u8>,
+        appended: Option<LogPosition>,
+    },
+}
+
+/// De-duplication keys for a log that cannot check them in the same write
+/// as the append (Kafka). The claim is atomic (a lightweight transaction),
+/// and stores the event before it is appended, so a retry after a crash
+/// finds the same event and never appends a different one.
+#[async_trait]
+pub trait DedupKeys: Send + Sync {
+    async fn claim(&self, key: &str, payload: &[u8]) -> Result<Claim, StoreError>;
+    /// Records that the claimed event is in the log at `at`.
+    async fn settle(&self, key: &str, at: LogPosition) -> Result<(), StoreError>;
 }
 
 /// Where a new subscription starts reading.

@@ -1,10 +1,13 @@
 //! Operational routes every role serves: liveness, readiness, metrics and
 //! the OpenAPI document.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use axum::{
-    extract::State,
+    extract::{Request, State},
     http::{header, StatusCode},
     response::IntoResponse,
     routing::get,
@@ -13,7 +16,9 @@ use axum::{
 use parley_domain::ports::HealthCheck;
 use serde_json::json;
 
-use crate::observe::metrics_page;
+use tower::ServiceExt;
+
+use crate::{observe::metrics_page, problem::Problem};
 
 /// The OpenAPI 3 description of every route, kept beside the code that
 /// serves them; a test checks that every route is described.
@@ -29,15 +34,47 @@ pub struct Readiness {
 }
 
 pub fn router(readiness: Readiness) -> Router {
+    always()
+        .route("/readyz", get(readyz))
+        .with_state(Arc::new(readiness))
+}
+
+/// Routes that answer whether or not the backend is connected.
+fn always<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
-        .with_state(Arc::new(readiness))
+}
+
+/// What a role serves while it is still connecting to its log and store:
+/// liveness, metrics and the OpenAPI document answer; `/readyz` and every
+/// API route answer 503 with `Retry-After`.
+pub fn starting() -> Router {
+    always()
+        .route(
+            "/readyz",
+            get(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1")],
+                    Json(json!({"status": "not ready", "checks": {"backend": "connecting"}})),
+                )
+            }),
+        )
+        .fallback(|| async { Problem::unavailable() })
+}
+
+/// Serves the role's router once `app` is set, and [`starting`] until then,
+/// so a role listens (and says it is not ready) before its backend is up.
+pub fn deferred(app: Arc<OnceLock<Router>>, starting: Router) -> Router {
+    Router::new().fallback_service(tower::service_fn(move |req: Request| {
+        let target = app.get().cloned().unwrap_or_else(|| starting.clone());
+        target.oneshot(req)
+    }))
 }
 
 /// 200 only when every dependency answered within the timeout.

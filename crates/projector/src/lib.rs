@@ -96,27 +96,36 @@ impl Projector {
         }
     }
 
-    /// Drops the read models and projects the whole log again, returning
-    /// the number of events projected. Run it with no projector running.
+    /// Drops the read models and projects the whole log again, up to the
+    /// end it had when the replay started, returning the number of events
+    /// projected. Run it with no projector on the same read models.
     pub async fn replay(&self) -> Result<u64, StoreError> {
         self.writer.reset().await?;
         self.log.reset_group(PROJECTOR_GROUP).await?;
+        let end = self.log.latest().await?;
         let mut consumer = self
             .log
             .subscribe(PROJECTOR_GROUP, StartFrom::Committed)
             .await?;
-        let mut total = 0u64;
-        loop {
-            let batch = consumer.poll(BATCH, Duration::from_millis(200)).await?;
+        let (mut total, mut done) = (0u64, Watermark::default());
+        // An empty poll is not the end: a Kafka consumer may still be
+        // joining its group. The end is the log's head at the start.
+        while !done.covers_all(&end) {
+            let batch = consumer.poll(BATCH, POLL_WAIT).await?;
             if batch.is_empty() {
-                return Ok(total);
+                continue;
             }
             let started = std::time::Instant::now();
             self.writer.apply(&batch).await?;
             record(&batch, started);
-            consumer.commit(&watermark_of(&batch)).await?;
+            let w = watermark_of(&batch);
+            consumer.commit(&w).await?;
+            for p in w.partitions() {
+                done.advance(p);
+            }
             total += batch.len() as u64;
         }
+        Ok(total)
     }
 }
 

@@ -1,0 +1,208 @@
+//! The event log on Apache Kafka: one topic keyed by conversation id, so
+//! each conversation is totally ordered in one partition.
+//!
+//! - [`KafkaAppender`]: idempotent producer with `acks=all`; an append
+//!   returns only after the delivery report, so `202` means durable.
+//! - [`KafkaLog`]: consumers. A group (`StartFrom::Committed`) joins a
+//!   consumer group and commits offsets only when told to, after the work
+//!   they cover; `StartFrom::After` assigns every partition directly at the
+//!   given offsets, which is how each ws-push instance reads everything.
+
+mod consumer;
+mod producer;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use parley_domain::{ports::HealthCheck, StoreError};
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    config::ClientConfig,
+    error::{KafkaError, RDKafkaErrorCode},
+    producer::{FutureProducer, Producer},
+};
+
+pub use consumer::{KafkaConsumer, KafkaLog};
+pub use producer::KafkaAppender;
+
+/// How long one metadata or offset request may take before the caller
+/// hears "unavailable".
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    pub topic: String,
+    /// Partitions of the topic when Parley creates it.
+    pub partitions: i32,
+    pub replication: i32,
+    /// Prefix of every consumer group id, so two deployments (or a replay
+    /// into a fresh keyspace) sharing a cluster keep separate positions.
+    pub group_prefix: String,
+    /// Longest a produce may wait for the cluster before the send fails
+    /// with 503 (librdkafka's `message.timeout.ms`).
+    pub produce_timeout: Duration,
+}
+
+/// A connection to the cluster: the topic exists, its partition count is
+/// known and the producer is up.
+#[derive(Clone)]
+pub struct Kafka {
+    pub(crate) config: Arc<KafkaConfig>,
+    pub(crate) producer: FutureProducer,
+    pub(crate) partitions: i32,
+}
+
+impl Kafka {
+    /// Connects, creating the topic if it is missing. Fails (so the caller
+    /// retries with backoff) while the cluster does not answer.
+    pub async fn connect(config: KafkaConfig) -> Result<Self, StoreError> {
+        let producer: FutureProducer = client_config(&config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set(
+                "message.timeout.ms",
+                config.produce_timeout.as_millis().to_string(),
+            )
+            .set("request.timeout.ms", "5000")
+            .create()
+            .map_err(kafka_error)?;
+        ensure_topic(&config).await?;
+        let partitions = partition_count(&producer, &config.topic).await?;
+        tracing::info!(topic = %config.topic, partitions, "connected to Kafka");
+        Ok(Self {
+            config: Arc::new(config),
+            producer,
+            partitions,
+        })
+    }
+
+    pub fn appender(
+        &self,
+        dedup: Option<Arc<dyn parley_domain::ports::DedupKeys>>,
+    ) -> KafkaAppender {
+        KafkaAppender::new(self.clone(), dedup)
+    }
+
+    pub fn log(&self) -> KafkaLog {
+        KafkaLog::new(self.clone())
+    }
+
+    /// Waits for every queued produce to be acknowledged (or to fail), at
+    /// most `timeout`. Called on shutdown.
+    pub async fn flush(&self, timeout: Duration) {
+        let producer = self.producer.clone();
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, "producer flush did not finish");
+        }
+    }
+}
+
+#[async_trait]
+impl HealthCheck for Kafka {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+    async fn check(&self) -> Result<(), StoreError> {
+        partition_count(&self.producer, &self.config.topic)
+            .await
+            .map(drop)
+    }
+}
+
+pub(crate) fn client_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("socket.nagle.disable", "true")
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "5000")
+        .set("log_level", "4");
+    c
+}
+
+async fn ensure_topic(config: &KafkaConfig) -> Result<(), StoreError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(&config.brokers)
+        .create()
+        .map_err(kafka_error)?;
+    let topic = NewTopic::new(
+        &config.topic,
+        config.partitions,
+        TopicReplication::Fixed(config.replication),
+    )
+    .set(
+        "min.insync.replicas",
+        if config.replication > 1 { "2" } else { "1" },
+    );
+    let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    let results = admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(kafka_error)?;
+    for r in results {
+        match r {
+            Ok(_) => {
+                tracing::info!(topic = %config.topic, partitions = config.partitions, "created topic")
+            }
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot create topic {t}: {code}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The topic's partition count, from a metadata request.
+pub(crate) async fn partition_count(
+    producer: &FutureProducer,
+    topic: &str,
+) -> Result<i32, StoreError> {
+    let producer = producer.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let md = producer
+            .client()
+            .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+            .map_err(kafka_error)?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| StoreError::Unavailable(format!("topic {topic} not in metadata")))?;
+        if let Some(e) = t.error() {
+            return Err(StoreError::Unavailable(format!(
+                "topic {topic}: {}",
+                RDKafkaErrorCode::from(e)
+            )));
+        }
+        match t.partitions().len() {
+            0 => Err(StoreError::Unavailable(format!(
+                "topic {topic} has no partitions"
+            ))),
+            n => Ok(n as i32),
+        }
+    })
+    .await
+    .map_err(StoreError::unexpected)?
+}
+
+/// Sorts a Kafka error for the HTTP layer: nearly everything a broker can
+/// say is "try again later"; a few mean a bug or a misconfiguration.
+pub(crate) fn kafka_error(e: KafkaError) -> StoreError {
+    let code = e.rdkafka_error_code();
+    match code {
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidConfig
+            | RDKafkaErrorCode::InvalidArgument
+            | RDKafkaErrorCode::TopicAuthorizationFailed,
+        ) => StoreError::unexpected(e),
+        _ => StoreError::unavailable(e),
+    }
+}

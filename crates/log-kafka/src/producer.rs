@@ -1,0 +1,156 @@
+//! Appends: stamp, (claim the dedup key), produce, await the delivery report.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use parley_domain::{
+    ports::{Appended, Claim, DedupKeys, EventAppender, PendingEvent},
+    Event, LogPosition, RecordedEvent, Stamp, StoreError,
+};
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
+
+use crate::{kafka_error, Kafka};
+
+pub struct KafkaAppender {
+    kafka: Kafka,
+    dedup: Option<Arc<dyn DedupKeys>>,
+    /// Held while an event is stamped and handed to the producer queue, so
+    /// that this process's events reach each partition in stamp order and
+    /// message ids increase along the log (what "resume after X" relies on).
+    order: Mutex<()>,
+}
+
+impl KafkaAppender {
+    pub(crate) fn new(kafka: Kafka, dedup: Option<Arc<dyn DedupKeys>>) -> Self {
+        Self {
+            kafka,
+            dedup,
+            order: Mutex::new(()),
+        }
+    }
+
+    /// Queues one record; the future resolves with the delivery report.
+    fn enqueue(&self, key: &str, payload: &[u8]) -> Result<DeliveryFuture, StoreError> {
+        let record = FutureRecord::to(&self.kafka.config.topic)
+            .key(key)
+            .payload(payload);
+        self.kafka
+            .producer
+            .send_result(record)
+            .map_err(|(e, _)| kafka_error(e))
+    }
+
+    async fn delivered(&self, pending: DeliveryFuture) -> Result<LogPosition, StoreError> {
+        let started = std::time::Instant::now();
+        let outcome = pending
+            .await
+            .map_err(|_| StoreError::Unavailable("producer dropped the record".into()))?;
+        // Same name as the embedded log's: time until an append is durable.
+        metrics::histogram!("parley_log_commit_seconds").record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(d) => Ok(LogPosition {
+                partition: d.partition.max(0) as u32,
+                offset: d.offset,
+            }),
+            Err((e, _)) => {
+                metrics::counter!("parley_kafka_produce_failures_total").increment(1);
+                Err(kafka_error(e))
+            }
+        }
+    }
+
+    /// Stamps, encodes and queues under the order lock.
+    fn stamp_and_enqueue(
+        &self,
+        build: Box<dyn FnOnce(Stamp) -> Event + Send>,
+    ) -> Result<(Stamp, Event, DeliveryFuture), StoreError> {
+        let _order = self
+            .order
+            .lock()
+            .map_err(|_| StoreError::Unexpected("append order lock poisoned".into()))?;
+        let stamp = Stamp::now();
+        let event = build(stamp);
+        let payload = event.encode(stamp).map_err(StoreError::unexpected)?;
+        let pending = self.enqueue(&event.partition_key(), &payload)?;
+        Ok((stamp, event, pending))
+    }
+
+    /// Appends an event whose dedup key must hold once: the claim stores
+    /// the encoded event before it is produced, so a retry after any crash
+    /// produces the same event (same id) rather than a second one.
+    async fn append_once(
+        &self,
+        dedup: &dyn DedupKeys,
+        key: &str,
+        build: Box<dyn FnOnce(Stamp) -> Event + Send>,
+    ) -> Result<Appended, StoreError> {
+        let stamp = {
+            let _order = self
+                .order
+                .lock()
+                .map_err(|_| StoreError::Unexpected("append order lock poisoned".into()))?;
+            Stamp::now()
+        };
+        let event = build(stamp);
+        let payload = event.encode(stamp).map_err(StoreError::unexpected)?;
+        match dedup.claim(key, &payload).await? {
+            Claim::Won => {
+                let position = self
+                    .delivered(self.enqueue(&event.partition_key(), &payload)?)
+                    .await?;
+                settle(dedup, key, position).await;
+                Ok(Appended::New(recorded(position, stamp, event)))
+            }
+            Claim::Taken { payload, appended } => {
+                let (stamp, event) = Event::decode(&payload)
+                    .map_err(StoreError::unexpected)?
+                    .ok_or_else(|| {
+                        StoreError::Unexpected("claimed event of unknown type".into())
+                    })?;
+                let position = match appended {
+                    Some(p) => p,
+                    None => {
+                        let p = self
+                            .delivered(self.enqueue(&event.partition_key(), &payload)?)
+                            .await?;
+                        settle(dedup, key, p).await;
+                        p
+                    }
+                };
+                Ok(Appended::Duplicate(recorded(position, stamp, event)))
+            }
+        }
+    }
+}
+
+/// A failed settle only costs a retry one extra (idempotent) produce.
+async fn settle(dedup: &dyn DedupKeys, key: &str, at: LogPosition) {
+    if let Err(e) = dedup.settle(key, at).await {
+        tracing::warn!(error = %e, key, "could not settle a dedup claim");
+    }
+}
+
+fn recorded(position: LogPosition, stamp: Stamp, event: Event) -> RecordedEvent {
+    RecordedEvent {
+        position,
+        id: stamp.id,
+        at: stamp.at,
+        event,
+    }
+}
+
+#[async_trait]
+impl EventAppender for KafkaAppender {
+    #[tracing::instrument(name = "kafka.append", skip_all)]
+    async fn append(&self, pending: PendingEvent) -> Result<Appended, StoreError> {
+        metrics::counter!("parley_log_appends_total").increment(1);
+        match (&self.dedup, pending.dedup) {
+            (Some(dedup), Some(key)) => self.append_once(dedup.as_ref(), &key, pending.build).await,
+            _ => {
+                let (stamp, event, delivery) = self.stamp_and_enqueue(pending.build)?;
+                let position = self.delivered(delivery).await?;
+                Ok(Appended::New(recorded(position, stamp, event)))
+            }
+        }
+    }
+}

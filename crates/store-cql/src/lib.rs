@@ -1,0 +1,213 @@
+//! Read models, credentials and de-duplication keys on a CQL store:
+//! ScyllaDB in production, Apache Cassandra 5 in tests (same driver, same
+//! CQL). Every statement is prepared once at connect; every write is an
+//! idempotent upsert with an explicit timestamp taken from the event, so a
+//! replay, a retried batch or writes applied out of order converge.
+
+mod dedup;
+mod read_models;
+mod schema;
+mod statements;
+mod users;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use parley_domain::{ports::HealthCheck, StoreError};
+use scylla::{
+    client::{session::Session, session_builder::SessionBuilder},
+    errors::{DbError, ExecutionError, RequestAttemptError},
+    response::query_result::QueryResult,
+    serialize::row::SerializeRow,
+    statement::prepared::PreparedStatement,
+};
+
+pub use schema::{bucket_of, BUCKET_MS};
+use statements::Statements;
+
+#[derive(Clone, Debug)]
+pub struct CqlConfig {
+    /// Contact points, `host:port`, comma-separated.
+    pub nodes: String,
+    pub keyspace: String,
+    /// Replication factor of the keyspace when `migrate` creates it.
+    pub replication_factor: u32,
+}
+
+/// A connected session with every statement prepared. Cheap to clone.
+#[derive(Clone)]
+pub struct Cql {
+    pub(crate) session: Arc<Session>,
+    pub(crate) st: Arc<Statements>,
+    pub(crate) keyspace: String,
+}
+
+impl Cql {
+    /// Connects and prepares. Fails while no node answers, or while the
+    /// keyspace has not been migrated (the message says so); callers retry
+    /// with backoff.
+    pub async fn connect(config: &CqlConfig) -> Result<Self, StoreError> {
+        let session = open(config).await?;
+        let st = Statements::prepare(&session, &config.keyspace).await?;
+        tracing::info!(keyspace = %config.keyspace, "connected to the CQL store");
+        Ok(Self {
+            session: Arc::new(session),
+            st: Arc::new(st),
+            keyspace: config.keyspace.clone(),
+        })
+    }
+
+    /// Creates or upgrades the keyspace; returns the schema version.
+    pub async fn migrate(config: &CqlConfig) -> Result<i32, StoreError> {
+        let session = open(config).await?;
+        schema_migrate(&session, config).await
+    }
+}
+
+async fn open(config: &CqlConfig) -> Result<Session, StoreError> {
+    valid_keyspace(&config.keyspace)?;
+    let nodes: Vec<&str> = config
+        .nodes
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    SessionBuilder::new()
+        .known_nodes(nodes)
+        .connection_timeout(Duration::from_secs(3))
+        .build()
+        .await
+        .map_err(StoreError::unavailable)
+}
+
+/// Keyspace names go into statements as text: allow only what CQL allows
+/// unquoted.
+fn valid_keyspace(ks: &str) -> Result<(), StoreError> {
+    let ok = !ks.is_empty()
+        && ks.len() <= 48
+        && ks.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && ks.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Unexpected(format!(
+            "keyspace name {ks:?} must be letters, digits and _ (starting with a letter)"
+        )))
+    }
+}
+
+async fn schema_migrate(session: &Session, config: &CqlConfig) -> Result<i32, StoreError> {
+    let ks = &config.keyspace;
+    let ddl = |s: String| async move {
+        session
+            .query_unpaged(s, ())
+            .await
+            .map(drop)
+            .map_err(execution_error)
+    };
+    ddl(format!(
+        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
+         {{'class': 'NetworkTopologyStrategy', 'replication_factor': {}}}",
+        config.replication_factor.max(1)
+    ))
+    .await?;
+    ddl(format!(
+        "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (version int PRIMARY KEY, applied_at bigint)"
+    ))
+    .await?;
+    let applied: i32 = session
+        .query_unpaged(format!("SELECT version FROM {ks}.schema_migrations"), ())
+        .await
+        .map_err(execution_error)?
+        .into_rows_result()
+        .map_err(StoreError::unexpected)?
+        .rows::<(i32,)>()
+        .map_err(StoreError::unexpected)?
+        .filter_map(Result::ok)
+        .map(|(v,)| v)
+        .max()
+        .unwrap_or(0);
+    let mut version = applied;
+    for (v, statements) in schema::MIGRATIONS {
+        if *v <= applied {
+            continue;
+        }
+        for s in *statements {
+            ddl(s.replace("{ks}", ks)).await?;
+        }
+        session
+            .query_unpaged(
+                format!("INSERT INTO {ks}.schema_migrations (version, applied_at) VALUES (?, ?)"),
+                (*v, parley_domain::Timestamp::now().millis()),
+            )
+            .await
+            .map_err(execution_error)?;
+        tracing::info!(keyspace = %ks, version = v, "applied CQL migration");
+        version = *v;
+    }
+    session
+        .await_schema_agreement()
+        .await
+        .map_err(StoreError::unavailable)?;
+    Ok(version)
+}
+
+impl Cql {
+    pub(crate) async fn run(
+        &self,
+        st: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<QueryResult, StoreError> {
+        self.session
+            .execute_unpaged(st, values)
+            .await
+            .map_err(execution_error)
+    }
+}
+
+/// One statement execution, boxed so a batch of different statements can
+/// run together.
+pub(crate) type Write<'a> = futures_util::future::BoxFuture<'a, Result<QueryResult, StoreError>>;
+
+impl Cql {
+    pub(crate) fn write<'a, V: SerializeRow + Send + 'a>(
+        &'a self,
+        st: &'a PreparedStatement,
+        values: V,
+    ) -> Write<'a> {
+        Box::pin(self.run(st, values))
+    }
+}
+
+#[async_trait]
+impl HealthCheck for Cql {
+    fn name(&self) -> &'static str {
+        "cql"
+    }
+    async fn check(&self) -> Result<(), StoreError> {
+        self.run(&self.st.health, ()).await.map(drop)
+    }
+}
+
+/// Sorts driver errors: timeouts, overload and lost connections are
+/// "unavailable" (503, retry); a rejected statement is a bug.
+pub(crate) fn execution_error(e: ExecutionError) -> StoreError {
+    match &e {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::SyntaxError
+            | DbError::Invalid
+            | DbError::Unauthorized
+            | DbError::ConfigError
+            | DbError::AlreadyExists { .. }
+            | DbError::ProtocolError
+            | DbError::AuthenticationError,
+            _,
+        ))
+        | ExecutionError::BadQuery(_) => StoreError::unexpected(e),
+        _ => StoreError::unavailable(e),
+    }
+}
+
+pub(crate) fn rows_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::unexpected(e)
+}

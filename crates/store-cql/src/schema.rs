@@ -1,0 +1,81 @@
+//! The keyspace, versioned. `parley migrate` applies every migration newer
+//! than the recorded version; each statement is `IF NOT EXISTS`, so a
+//! migration interrupted halfway is simply applied again.
+
+/// Bucket width of timelines and user feeds: 10 days of message ids. A
+/// partition holds one conversation's messages of one bucket, so none grows
+/// without bound; `timeline_buckets` lists the non-empty ones so paging
+/// never probes empty buckets.
+pub const BUCKET_MS: i64 = 10 * 24 * 3600 * 1000;
+
+/// `(version, statements)`; `{ks}` is the keyspace.
+pub const MIGRATIONS: &[(i32, &[&str])] = &[(
+    1,
+    &[
+        // Credentials: written by command-api, username unique by LWT.
+        "CREATE TABLE IF NOT EXISTS {ks}.users_by_name (
+            username text PRIMARY KEY, id text, display_name text, created_at bigint,
+            password_hash text)",
+        // The public directory: written on registration and again (same
+        // values) by the projector, so a replay rebuilds it.
+        "CREATE TABLE IF NOT EXISTS {ks}.users_by_id (
+            id text PRIMARY KEY, username text, display_name text, created_at bigint)",
+        // Prefix search: one row per user under each of its 1-, 2- and
+        // 3-character prefixes; a search reads one slice of one partition.
+        "CREATE TABLE IF NOT EXISTS {ks}.user_directory (
+            prefix text, username text, id text, display_name text, created_at bigint,
+            PRIMARY KEY (prefix, username))",
+        "CREATE TABLE IF NOT EXISTS {ks}.revoked_sessions (session_id text PRIMARY KEY)",
+        // client_id and "one delivery per message" keys, claimed by LWT.
+        "CREATE TABLE IF NOT EXISTS {ks}.dedup_keys (
+            key text PRIMARY KEY, payload blob, log_partition int, log_offset bigint)
+            WITH default_time_to_live = 2592000",
+        "CREATE TABLE IF NOT EXISTS {ks}.timeline (
+            conversation_id text, bucket bigint, message_id text, sender text, recipient text,
+            body text, sent_at bigint, delivered_at bigint,
+            PRIMARY KEY ((conversation_id, bucket), message_id))
+            WITH CLUSTERING ORDER BY (message_id DESC)",
+        "CREATE TABLE IF NOT EXISTS {ks}.timeline_buckets (
+            conversation_id text, bucket bigint, PRIMARY KEY (conversation_id, bucket))
+            WITH CLUSTERING ORDER BY (bucket DESC)",
+        "CREATE TABLE IF NOT EXISTS {ks}.message_index (message_id text PRIMARY KEY, conversation_id text)",
+        // Per-user feed with log positions: the backlog of a resuming socket.
+        "CREATE TABLE IF NOT EXISTS {ks}.user_feed (
+            user_id text, bucket bigint, message_id text, conversation_id text,
+            log_partition int, log_offset bigint,
+            PRIMARY KEY ((user_id, bucket), message_id))",
+        "CREATE TABLE IF NOT EXISTS {ks}.user_feed_buckets (
+            user_id text, bucket bigint, PRIMARY KEY (user_id, bucket))",
+        "CREATE TABLE IF NOT EXISTS {ks}.read_markers (
+            conversation_id text, reader text, up_to text, at bigint,
+            PRIMARY KEY (conversation_id, reader))",
+        // last_message is one cell (JSON, id first), so concurrent or
+        // replayed writes never mix fields of two messages.
+        "CREATE TABLE IF NOT EXISTS {ks}.inbox (
+            user_id text, conversation_id text, peer_id text, last_message text,
+            PRIMARY KEY (user_id, conversation_id))",
+        // One row per unread message; a read deletes the range up to its
+        // marker. Counting rows is idempotent where a counter is not.
+        "CREATE TABLE IF NOT EXISTS {ks}.unread (
+            user_id text, conversation_id text, message_id text,
+            PRIMARY KEY (user_id, conversation_id, message_id))",
+    ],
+)];
+
+/// Tables the projector writes; replay truncates them.
+pub const READ_MODEL_TABLES: &[&str] = &[
+    "users_by_id",
+    "user_directory",
+    "timeline",
+    "timeline_buckets",
+    "message_index",
+    "user_feed",
+    "user_feed_buckets",
+    "read_markers",
+    "inbox",
+    "unread",
+];
+
+pub fn bucket_of(millis: i64) -> i64 {
+    millis.div_euclid(BUCKET_MS)
+}
