@@ -11,3 +11,4 @@ mod messages;
 mod ops;
 mod process;
 mod socket;
+mod topology;

@@ -1,0 +1,123 @@
+//! Every role in its own process, with two ws-push instances: what a user
+//! connected to one instance sees of a user connected to the other.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{binary, Deployment, Process, TestApp};
+
+/// `parley serve <role>` for each role, plus a second ws-push.
+struct Topology {
+    _processes: Vec<Process>,
+    commands: TestApp,
+    queries: TestApp,
+    push_a: TestApp,
+    push_b: TestApp,
+}
+
+async fn start(d: &Deployment) -> Topology {
+    let migrated = tokio::process::Command::new(binary())
+        .arg("migrate")
+        .args(d.flags())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let mut processes = Vec::new();
+    for role in [
+        "command-api",
+        "query-api",
+        "projector",
+        "ws-push",
+        "ws-push",
+    ] {
+        processes.push(Process::spawn(&["serve", role], d, &[]).await);
+    }
+    let mut clients = Vec::new();
+    for p in &processes {
+        clients.push(p.client().await);
+    }
+    let mut clients = clients.into_iter();
+    let (commands, queries, _projector, push_a, push_b) = (
+        clients.next().unwrap(),
+        clients.next().unwrap(),
+        clients.next().unwrap(),
+        clients.next().unwrap(),
+        clients.next().unwrap(),
+    );
+    Topology {
+        _processes: processes,
+        commands,
+        queries,
+        push_a,
+        push_b,
+    }
+}
+
+#[tokio::test]
+async fn messages_and_receipts_cross_ws_push_instances() {
+    let d = Deployment::new();
+    let t = start(&d).await;
+    let (alice, bob) = (
+        t.commands.register("alice").await,
+        t.commands.register("bob").await,
+    );
+    // Each role serves only its own routes.
+    assert_eq!(
+        t.queries
+            .post("/v1/messages", Some(&alice.token), json!({}))
+            .await
+            .status,
+        404
+    );
+    let mut a_sock = t.push_a.socket(&alice).await;
+    let mut b_sock = t.push_b.socket(&bob).await;
+
+    let sent = t.commands.send(&alice, &bob, "across instances").await;
+    let got = b_sock.expect("message").await;
+    assert_eq!(got["message"]["id"], sent["id"]);
+    assert_eq!(got["message"]["body"], "across instances");
+    // The sender's own socket, on the other instance, hears it too.
+    assert_eq!(a_sock.expect("message").await["message"]["id"], sent["id"]);
+
+    // Delivery receipt: ack on instance B, receipt on instance A.
+    b_sock
+        .send(json!({"type": "ack", "message_id": sent["id"]}))
+        .await;
+    let delivered = a_sock.expect("delivered").await;
+    assert_eq!(delivered["message_id"], sent["id"]);
+
+    // Read receipt: marked through command-api, pushed to A.
+    let r = t
+        .commands
+        .post(
+            &format!("/v1/conversations/{}/read", alice.id),
+            Some(&bob.token),
+            json!({"up_to": sent["id"]}),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let read = a_sock.expect("read").await;
+    assert_eq!(read["up_to"], sent["id"]);
+    assert_eq!(read["by"], bob.id.as_str());
+
+    // A reply the other way, and both receipts visible through query-api.
+    let reply = t.commands.send(&bob, &alice, "and back").await;
+    assert_eq!(a_sock.expect("message").await["message"]["id"], reply["id"]);
+    for _ in 0..400 {
+        let h = t.queries.history(&alice, &bob).await;
+        let first = h.iter().find(|m| m["id"] == sent["id"]);
+        if h.len() == 2
+            && first.is_some_and(|m| m["delivered_at"].is_string() && m["read_at"].is_string())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("query-api never showed both messages with their receipts");
+}
