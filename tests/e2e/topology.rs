@@ -109,15 +109,41 @@ async fn messages_and_receipts_cross_ws_push_instances() {
     // A reply the other way, and both receipts visible through query-api.
     let reply = t.commands.send(&bob, &alice, "and back").await;
     assert_eq!(a_sock.expect("message").await["message"]["id"], reply["id"]);
+    assert_eq!(b_sock.expect("message").await["message"]["id"], reply["id"]);
+    let mut settled = false;
     for _ in 0..400 {
         let h = t.queries.history(&alice, &bob).await;
         let first = h.iter().find(|m| m["id"] == sent["id"]);
         if h.len() == 2
             && first.is_some_and(|m| m["delivered_at"].is_string() && m["read_at"].is_string())
         {
-            return;
+            settled = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("query-api never showed both messages with their receipts");
+    assert!(
+        settled,
+        "query-api never showed both messages with their receipts"
+    );
+
+    // SIGTERM: every role drains and exits 0; sockets hear 1001.
+    let mut t = t;
+    for p in &t._processes {
+        let pid = p.child.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+    a_sock.expect_close(1001).await;
+    b_sock.expect_close(1001).await;
+    for p in &mut t._processes {
+        let status = tokio::time::timeout(Duration::from_secs(30), p.child.wait())
+            .await
+            .expect("a role did not stop within 30 s of SIGTERM")
+            .unwrap();
+        assert!(status.success(), "SIGTERM exit: {status:?}");
+    }
 }

@@ -10,7 +10,7 @@ use axum::{
     extract::{Request, State},
     http::{header, StatusCode},
     response::IntoResponse,
-    routing::get,
+    routing::{any, get},
     Json, Router,
 };
 use parley_domain::ports::HealthCheck;
@@ -65,7 +65,9 @@ pub fn starting() -> Router {
                 )
             }),
         )
-        .fallback(|| async { Problem::unavailable() })
+        // Routes, not a fallback: `server::finish` sets the 404 fallback.
+        .route("/", any(|| async { Problem::unavailable() }))
+        .route("/{*path}", any(|| async { Problem::unavailable() }))
 }
 
 /// Serves the role's router once `app` is set, and [`starting`] until then,

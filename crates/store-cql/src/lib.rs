@@ -40,6 +40,7 @@ pub struct Cql {
     pub(crate) session: Arc<Session>,
     pub(crate) st: Arc<Statements>,
     pub(crate) keyspace: String,
+    pub(crate) cache: Arc<users::Cache>,
 }
 
 impl Cql {
@@ -54,6 +55,7 @@ impl Cql {
             session: Arc::new(session),
             st: Arc::new(st),
             keyspace: config.keyspace.clone(),
+            cache: Arc::default(),
         })
     }
 

@@ -1,6 +1,12 @@
 //! Credentials (username unique by LWT), the public directory and revoked
 //! sessions.
 
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 use parley_domain::{
@@ -13,6 +19,35 @@ use scylla::value::{CqlValue, Row};
 use crate::{rows_error, Cql};
 
 type UserRow = (String, String, String, i64);
+
+/// Entries kept per cache before it is cleared and refilled.
+const CACHE_MAX: usize = 100_000;
+/// How long a revocation answer is trusted without asking the store.
+const REVOCATION_FRESH: Duration = Duration::from_secs(2);
+
+/// What the hot paths of command-api would otherwise read on every
+/// request, so a send does not depend on the CQL store being up (the log
+/// is what must be up):
+/// - public users never change once registered, so a found user is kept;
+/// - a session's revocation answer is reused for [`REVOCATION_FRESH`], and
+///   while the store is unreachable the last answer stands. A session this
+///   process has never seen is then let through (the token's signature and
+///   expiry were still checked): during an outage nobody can log out
+///   anyway, since recording a logout needs the store.
+#[derive(Default)]
+pub(crate) struct Cache {
+    users: Mutex<HashMap<UserId, PublicUser>>,
+    revoked: Mutex<HashMap<String, (bool, Instant)>>,
+}
+
+fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, k: K, v: V) {
+    if let Ok(mut m) = map.lock() {
+        if m.len() >= CACHE_MAX {
+            m.clear();
+        }
+        m.insert(k, v);
+    }
+}
 
 fn public_from_row(
     (id, username, display_name, created_at): UserRow,
@@ -90,6 +125,9 @@ impl UserStore for Cql {
         let Some(user) = self.by_id(id).await? else {
             return Ok(());
         };
+        if let Ok(mut m) = self.cache.users.lock() {
+            m.remove(&id);
+        }
         let (name, id) = (user.username.as_str(), id.to_string());
         let mut writes = vec![
             self.write(&self.st.user_unclaim, (name, id.clone())),
@@ -120,15 +158,29 @@ impl UserStore for Cql {
     }
 
     async fn by_id(&self, id: UserId) -> Result<Option<PublicUser>, StoreError> {
+        if let Some(u) = self
+            .cache
+            .users
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&id).cloned())
+        {
+            return Ok(Some(u));
+        }
         let rows = self
             .run(&self.st.user_by_id, (id.to_string(),))
             .await?
             .into_rows_result()
             .map_err(rows_error)?;
-        rows.maybe_first_row::<UserRow>()
+        let found = rows
+            .maybe_first_row::<UserRow>()
             .map_err(rows_error)?
             .map(public_from_row)
-            .transpose()
+            .transpose()?;
+        if let Some(u) = &found {
+            remember(&self.cache.users, id, u.clone());
+        }
+        Ok(found)
     }
 
     async fn search_prefix(
@@ -163,16 +215,50 @@ impl SessionRevocations for Cql {
         // Remembered until the token would have expired anyway.
         let ttl = (session.expires_at - now).clamp(1, i32::MAX as i64) as i32;
         self.run(&self.st.revoke, (session.session_id.as_str(), ttl))
-            .await
-            .map(drop)
+            .await?;
+        remember(
+            &self.cache.revoked,
+            session.session_id.clone(),
+            (true, Instant::now()),
+        );
+        Ok(())
     }
 
     async fn is_revoked(&self, session_id: &str) -> Result<bool, StoreError> {
-        let rows = self
-            .run(&self.st.is_revoked, (session_id,))
-            .await?
-            .into_rows_result()
-            .map_err(rows_error)?;
-        Ok(rows.rows_num() > 0)
+        let known = self
+            .cache
+            .revoked
+            .lock()
+            .ok()
+            .and_then(|m| m.get(session_id).copied());
+        if let Some((revoked, at)) = known {
+            if revoked || at.elapsed() < REVOCATION_FRESH {
+                return Ok(revoked);
+            }
+        }
+        let asked = async {
+            let rows = self
+                .run(&self.st.is_revoked, (session_id,))
+                .await?
+                .into_rows_result()
+                .map_err(rows_error)?;
+            Ok::<_, StoreError>(rows.rows_num() > 0)
+        };
+        match asked.await {
+            Ok(revoked) => {
+                remember(
+                    &self.cache.revoked,
+                    session_id.to_owned(),
+                    (revoked, Instant::now()),
+                );
+                Ok(revoked)
+            }
+            Err(StoreError::Unavailable(e)) => {
+                metrics::counter!("parley_auth_revocation_unchecked_total").increment(1);
+                tracing::warn!(error = %e, "revocation check unavailable; using the last answer");
+                Ok(known.is_some_and(|(revoked, _)| revoked))
+            }
+            Err(e) => Err(e),
+        }
     }
 }
