@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod bench;
 mod helpers;
 mod history;
 mod messages;

@@ -40,6 +40,11 @@ pub fn prometheus() -> &'static PrometheusHandle {
 
 /// `GET /metrics`
 pub async fn metrics_page() -> impl IntoResponse {
+    if let Some(rss) = resident_bytes() {
+        // Read at scrape time: memory per socket is a figure operators and
+        // the load generator watch.
+        metrics::gauge!("parley_process_resident_bytes").set(rss as f64);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -66,4 +71,12 @@ pub async fn track_http(req: Request, next: Next) -> Response {
     metrics::histogram!("parley_http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     res
+}
+
+/// This process's resident set size, from `/proc/self/status` (Linux).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

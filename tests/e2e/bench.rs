@@ -1,0 +1,149 @@
+//! A short run of every load-generator mode against a real server, so the
+//! tool keeps working. Tiny numbers, no timing assertions: each run must
+//! finish, account for every send, and lose nothing.
+
+use serde_json::Value;
+
+use crate::helpers::{binary, Deployment, Process};
+
+async fn bench(url: &str, args: &[&str]) -> Value {
+    let out = tokio::process::Command::new(binary())
+        .args(["bench", "--json", "--url", url, "--source-ips", "4"])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bench {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bench {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[tokio::test]
+async fn every_bench_mode_runs_and_accounts_for_every_send() {
+    let d = Deployment::new();
+    let p = Process::start(&d).await;
+    let url = format!("http://{}", p.addr);
+    p.client().await;
+
+    let t = bench(
+        &url,
+        &[
+            "throughput",
+            "--seconds",
+            "1",
+            "--users",
+            "4",
+            "--concurrency",
+            "4",
+        ],
+    )
+    .await;
+    assert!(t["accepted"].as_u64().unwrap() > 0, "{t}");
+    assert_eq!(t["statuses"]["202"], t["accepted"], "{t}");
+
+    let l = bench(
+        &url,
+        &[
+            "latency",
+            "--rate",
+            "50",
+            "--sockets",
+            "20",
+            "--users",
+            "5",
+            "--seconds",
+            "2",
+            "--warmup",
+            "0",
+        ],
+    )
+    .await;
+    assert_eq!(l["offered"], 100, "{l}");
+    assert_eq!(l["accepted"], 100, "{l}");
+    assert_eq!(l["drops"], 0, "{l}");
+    assert_eq!(l["duplicates"], 0, "{l}");
+    // 100 messages, each to the 4 sockets of its recipient.
+    assert_eq!(l["push"]["count"], 400, "{l}");
+
+    let s = bench(
+        &url,
+        &[
+            "saturate",
+            "--start-rate",
+            "20",
+            "--factor",
+            "2",
+            "--max-rate",
+            "40",
+            "--step-seconds",
+            "1",
+            "--sockets",
+            "10",
+            "--users",
+            "5",
+            "--p99-ms",
+            "60000",
+        ],
+    )
+    .await;
+    assert_eq!(s["steps"].as_array().unwrap().len(), 2, "{s}");
+    assert_eq!(s["best_rate"], 40.0, "{s}");
+
+    let h = bench(
+        &url,
+        &[
+            "history",
+            "--messages",
+            "120",
+            "--small",
+            "60",
+            "--read-seconds",
+            "1",
+            "--concurrency",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(
+        h["big_page"]["count"], 3,
+        "120 messages are 3 pages of 50: {h}"
+    );
+    assert!(h["read"]["count"].as_u64().unwrap() > 0, "{h}");
+
+    let k = bench(&url, &["sockets", "--sockets", "30", "--users", "3"]).await;
+    assert_eq!(k["opened"], 30, "{k}");
+    assert!(k["server_sockets"].as_f64().unwrap() >= 30.0, "{k}");
+    assert!(k["rss_after_mib"].as_f64().unwrap() > 0.0, "{k}");
+
+    // The projection benchmark runs in-process on a deployment of its own.
+    let own = Deployment::new();
+    let out = tokio::process::Command::new(binary())
+        .args([
+            "bench-projection",
+            "--json",
+            "--events",
+            "500",
+            "--conversations",
+            "5",
+        ])
+        .args(own.flags())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["events"], 500, "{j}");
+    assert_eq!(j["replayed"], 500, "{j}");
+}
