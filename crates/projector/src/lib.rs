@@ -12,7 +12,7 @@ use parley_domain::{
 use tokio_util::sync::CancellationToken;
 
 /// Events per read-model transaction.
-pub const BATCH: usize = 1000;
+pub const BATCH: usize = 4000;
 const POLL_WAIT: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]

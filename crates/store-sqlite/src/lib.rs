@@ -1,5 +1,6 @@
-//! The embedded backend: one SQLite file (WAL) holding the event log, the
-//! consumer positions, the read models and the credentials.
+//! The embedded backend: SQLite in WAL mode, two files in one data dir:
+//! `log.db` holds the event log, `parley.db` the consumer positions, the
+//! read models and the credentials.
 //!
 //! It implements the same ports as the Kafka and CQL adapters, so every
 //! role runs unchanged on it. Appends are group-committed by one writer
@@ -26,6 +27,7 @@ pub use users::SqliteUsers;
 #[derive(Clone)]
 pub struct Embedded {
     pub db: Arc<Db>,
+    pub log_db: Arc<Db>,
     pub appender: Arc<SqliteAppender>,
     pub log: Arc<SqliteLog>,
     pub read_models: Arc<SqliteReadModels>,
@@ -33,16 +35,17 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Opens (creating if needed) `dir/parley.db`, migrates its schema and
-    /// starts the append writer thread.
+    /// Opens (creating if needed) the files in `dir`, migrates their
+    /// schemas and starts the append writer thread.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(StoreError::unavailable)?;
-        let db = Arc::new(Db::open(&dir.join("parley.db"))?);
-        let head = db.head_offset_blocking()?;
+        let (log_db, db) = Self::open_files(dir)?;
+        let (log_db, db) = (Arc::new(log_db), Arc::new(db));
+        let head = log_db.head_offset_blocking()?;
         let (head_tx, head_rx) = watch::channel(head);
-        let appender = Arc::new(SqliteAppender::start(db.clone(), head_tx)?);
+        let appender = Arc::new(SqliteAppender::start(log_db.clone(), head_tx)?);
         Ok(Self {
-            log: Arc::new(SqliteLog::new(db.clone(), head_rx)),
+            log: Arc::new(SqliteLog::new(log_db.clone(), db.clone(), head_rx)),
+            log_db,
             read_models: Arc::new(SqliteReadModels::new(db.clone())),
             users: Arc::new(SqliteUsers::new(db.clone())),
             appender,
@@ -52,9 +55,16 @@ impl Embedded {
 
     /// Creates or upgrades the schema without starting anything else.
     pub fn migrate(dir: &Path) -> Result<u32, StoreError> {
+        Self::open_files(dir)?.1.schema_version_blocking()
+    }
+
+    /// The log first: opening the main file may move a pre-split log in.
+    fn open_files(dir: &Path) -> Result<(Db, Db), StoreError> {
         std::fs::create_dir_all(dir).map_err(StoreError::unavailable)?;
-        let db = Db::open(&dir.join("parley.db"))?;
-        db.schema_version_blocking()
+        let log_path = dir.join("log.db");
+        let log = Db::open_log(&log_path)?;
+        let main = Db::open_main(&dir.join("parley.db"), &log_path)?;
+        Ok((log, main))
     }
 }
 
@@ -65,9 +75,10 @@ impl HealthCheck for Embedded {
     }
     async fn check(&self) -> Result<(), StoreError> {
         self.appender.check_alive()?;
-        self.db
-            .read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
-            .await?;
+        for db in [&self.db, &self.log_db] {
+            db.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+                .await?;
+        }
         Ok(())
     }
 }

@@ -47,7 +47,7 @@ impl SqliteAppender {
         std::thread::Builder::new()
             .name("parley-log-writer".into())
             .spawn(move || {
-                writer_loop(conn, rx, head);
+                writer_loop(&db, conn, rx, head);
                 flag.store(false, Ordering::SeqCst);
             })
             .map_err(StoreError::unexpected)?;
@@ -76,7 +76,12 @@ impl EventAppender for SqliteAppender {
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, head: watch::Sender<i64>) {
+fn writer_loop(
+    db: &Db,
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    head: watch::Sender<i64>,
+) {
     let mut events = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -90,7 +95,8 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, head: watch::S
         }
         let started = Instant::now();
         let size = events.len();
-        match commit_batch(&mut conn, events.drain(..)) {
+        let committed = db.exclusive(|| commit_batch(&mut conn, events.drain(..)));
+        match committed {
             Ok((results, last)) => {
                 head.send_if_modified(|h| {
                     let moved = last > *h;
@@ -194,13 +200,16 @@ pub(crate) fn decode(offset: i64, payload: &[u8]) -> Option<RecordedEvent> {
 
 /// Opens consumers over the events table.
 pub struct SqliteLog {
+    /// `log.db`: the events.
+    log: Arc<Db>,
+    /// `parley.db`: consumer positions, beside the read models they cover.
     db: Arc<Db>,
     head: watch::Receiver<i64>,
 }
 
 impl SqliteLog {
-    pub(crate) fn new(db: Arc<Db>, head: watch::Receiver<i64>) -> Self {
-        Self { db, head }
+    pub(crate) fn new(log: Arc<Db>, db: Arc<Db>, head: watch::Receiver<i64>) -> Self {
+        Self { log, db, head }
     }
 
     async fn committed_offset(&self, group: &str) -> Result<i64, StoreError> {
@@ -236,6 +245,7 @@ impl EventLog for SqliteLog {
         Ok(Box::new(SqliteConsumer {
             group: group.to_owned(),
             after,
+            log: self.log.clone(),
             db: self.db.clone(),
             head: self.head.clone(),
         }))
@@ -244,7 +254,7 @@ impl EventLog for SqliteLog {
     async fn reset_group(&self, group: &str) -> Result<(), StoreError> {
         let group = group.to_owned();
         self.db
-            .write(move |tx| {
+            .write_derived(move |tx| {
                 tx.execute("DELETE FROM consumer_positions WHERE grp = ?1", [group])
                     .map(drop)
             })
@@ -256,7 +266,7 @@ impl EventLog for SqliteLog {
     }
 
     async fn latest(&self) -> Result<Watermark, StoreError> {
-        Ok(single_partition(self.db.read(head_offset).await?))
+        Ok(single_partition(self.log.read(head_offset).await?))
     }
 }
 
@@ -285,6 +295,7 @@ struct SqliteConsumer {
     group: String,
     /// Highest offset already returned.
     after: i64,
+    log: Arc<Db>,
     db: Arc<Db>,
     head: watch::Receiver<i64>,
 }
@@ -297,7 +308,7 @@ impl LogConsumer for SqliteConsumer {
             self.head.borrow_and_update();
             let after = self.after;
             let rows = self
-                .db
+                .log
                 .read(move |c| {
                     let mut st = c.prepare_cached(r#"SELECT "offset", payload FROM events WHERE "offset" > ?1 ORDER BY "offset" LIMIT ?2"#)?;
                     let rows = st.query_map(params![after, max as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
@@ -325,7 +336,7 @@ impl LogConsumer for SqliteConsumer {
         };
         let (group, offset) = (self.group.clone(), pos.offset);
         self.db
-            .write(move |tx| {
+            .write_derived(move |tx| {
                 tx.execute(
                     r#"INSERT INTO consumer_positions (grp, "offset") VALUES (?1, ?2)
                        ON CONFLICT (grp) DO UPDATE SET "offset" = MAX("offset", excluded."offset")"#,

@@ -122,7 +122,7 @@ impl ReadModelWriter for SqliteReadModels {
     async fn apply(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
         let events = events.to_vec();
         self.db
-            .write(move |tx| {
+            .write_derived(move |tx| {
                 for e in &events {
                     match &e.event {
                         Event::MessageSent(m) => {
@@ -141,7 +141,7 @@ impl ReadModelWriter for SqliteReadModels {
 
     async fn reset(&self) -> Result<(), StoreError> {
         self.db
-            .write(|tx| {
+            .write_derived(|tx| {
                 for t in READ_MODEL_TABLES {
                     tx.execute(&format!("DELETE FROM {t}"), [])?;
                 }
@@ -202,14 +202,13 @@ impl TimelineReader for SqliteReadModels {
             .map_or(0, |p| p.offset);
         self.db
             .read(move |c| {
+                // Through the user's inbox: one index range per conversation.
                 let sql = format!(
-                    "SELECT * FROM (
-                        SELECT {MESSAGE_COLUMNS} FROM messages m {MARKER_JOIN}
-                        WHERE m.recipient = ?1 AND m.message_id > ?2 AND m.log_offset <= ?3
-                        UNION ALL
-                        SELECT {MESSAGE_COLUMNS} FROM messages m {MARKER_JOIN}
-                        WHERE m.sender = ?1 AND m.message_id > ?2 AND m.log_offset <= ?3
-                     ) ORDER BY 2 LIMIT ?4"
+                    "SELECT {MESSAGE_COLUMNS} FROM inbox i
+                     JOIN messages m ON m.conversation_id = i.conversation_id AND m.message_id > ?2
+                     {MARKER_JOIN}
+                     WHERE i.user_id = ?1 AND m.log_offset <= ?3
+                     ORDER BY m.message_id LIMIT ?4"
                 );
                 let mut st = c.prepare_cached(&sql)?;
                 let rows = st.query_map(
