@@ -102,7 +102,7 @@ async fn seed(target: &Target, (a, b): (&User, &User), n: usize) -> anyhow::Resu
             let (from, to) = if i % 2 == 0 { (a, b) } else { (b, a) };
             let (done, progress, newest, failures) = (&done, &progress, &newest, &failures);
             async move {
-                let (status, id) = target.send(from, to, &format!("history {i}")).await;
+                let (status, id) = target.send(from, to, &format!("history{i}"), true).await;
                 if status != 202 {
                     failures.fetch_add(1, Ordering::Relaxed);
                 }

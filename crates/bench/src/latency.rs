@@ -145,7 +145,7 @@ impl Listeners {
             inflight.push(tokio::spawn(async move {
                 let sent = Instant::now();
                 let body = format!("s{step}:{intended_us}");
-                let (status, id) = target.send(&users[from], &users[to], &body).await;
+                let (status, id) = target.send(&users[from], &users[to], &body, true).await;
                 let took = sent.elapsed().as_micros() as u64;
                 if let Ok(mut o) = outcome.lock() {
                     *o.0.entry(status).or_default() += 1;

@@ -215,7 +215,7 @@ async fn throughput(
                 let to = (from + 1 + fastrand::usize(..users.len() - 1)) % users.len();
                 let t = std::time::Instant::now();
                 let (status, _) = target
-                    .send(&users[from], &users[to], &format!("t{i}"))
+                    .send(&users[from], &users[to], &format!("t{i}"), false)
                     .await;
                 let _ = h.record((t.elapsed().as_micros() as u64).max(1));
                 *statuses.entry(status).or_insert(0u64) += 1;
