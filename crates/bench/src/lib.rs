@@ -5,6 +5,7 @@
 mod client;
 mod history;
 mod latency;
+mod reconnect;
 mod report;
 
 use std::{sync::Arc, time::Duration};
@@ -94,6 +95,18 @@ pub enum Mode {
         #[arg(long, default_value_t = 10)]
         read_seconds: u64,
     },
+    /// Reconnect storm: sockets on a ws-push instance (--ws) that
+    /// `--restart-cmd` restarts; messages sent through --url while it is
+    /// down; every socket reconnects and resumes.
+    Reconnect {
+        #[arg(long, default_value_t = 20_000)]
+        sockets: usize,
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// Shell command that restarts the ws-push instance and returns.
+        #[arg(long)]
+        restart_cmd: String,
+    },
     /// Opens as many idle authenticated sockets as asked (or as the
     /// machine allows) and reports the server's memory per socket.
     Sockets {
@@ -157,6 +170,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         } => (
             "history",
             history::run(&target, &run_id, messages, small, concurrency, read_seconds).await?,
+        ),
+        Mode::Reconnect {
+            sockets,
+            users,
+            restart_cmd,
+        } => (
+            "reconnect",
+            reconnect::run(&target, &run_id, sockets, users, &restart_cmd).await?,
         ),
         Mode::Sockets { sockets, users } => (
             "sockets",

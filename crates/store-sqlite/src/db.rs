@@ -15,17 +15,68 @@ use crate::schema;
 /// How long a statement waits for another writer (the append thread, the
 /// projector, another process) before giving up with `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_IDLE_READERS: usize = 8;
+/// Reader connections per file. Reads beyond this wait for a connection
+/// rather than open one (opening costs more than most reads).
+const MAX_READERS: usize = 8;
 
 pub struct Db {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per reader connection.
+    reading: tokio::sync::Semaphore,
     writer: Mutex<Connection>,
     /// Taken around every write transaction of this process (the log
     /// writer's and the read models'), so they queue here and wake at once
     /// rather than meet in SQLite's busy handler, which sleeps in steps of
     /// up to 100 ms (the p99 of sends was that sleep).
     write_gate: Mutex<()>,
+    /// Tells the checkpoint thread to stop when this handle goes away.
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints `path`'s WAL in the background (PASSIVE: never blocks the
+/// writer or readers; it copies what it can and the WAL is reused from the
+/// start once it has all been copied).
+fn spawn_checkpointer(path: PathBuf, closed: Arc<std::sync::atomic::AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("parley-checkpoint".into())
+        .spawn(move || {
+            let conn = match open_conn(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, path = %path.display(), "no WAL checkpoints");
+                    return;
+                }
+            };
+            while !closed.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                let started = std::time::Instant::now();
+                let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                });
+                match done {
+                    Ok((_, copied)) if copied > 0 => {
+                        metrics::histogram!("parley_sqlite_checkpoint_seconds")
+                            .record(started.elapsed().as_secs_f64());
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the WAL checkpoint thread");
+    }
 }
 
 pub(crate) fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
@@ -47,8 +98,10 @@ pub(crate) fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     conn.pragma_update(None, "cache_size", -16 * 1024)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // Checkpoint the WAL every ~16 MiB instead of every 4 MiB.
-    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    // No checkpoint inside a commit: a checkpoint copies the WAL into the
+    // database and fsyncs it, which stalled the send that triggered it by
+    // tens of milliseconds. A background thread checkpoints instead.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -87,9 +140,13 @@ impl Db {
     ) -> Result<Self, StoreError> {
         let mut writer = open_conn(path).map_err(map_err)?;
         migrate(&mut writer).map_err(map_err)?;
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        spawn_checkpointer(path.to_owned(), closed.clone());
         Ok(Self {
+            closed,
             path: path.to_owned(),
             readers: Mutex::new(Vec::new()),
+            reading: tokio::sync::Semaphore::new(MAX_READERS),
             writer: Mutex::new(writer),
             write_gate: Mutex::new(()),
         })
@@ -130,7 +187,7 @@ impl Db {
         };
         let out = f(&conn).map_err(map_err);
         if let Ok(mut idle) = self.readers.lock() {
-            if idle.len() < MAX_IDLE_READERS {
+            if idle.len() < MAX_READERS {
                 idle.push(conn);
             }
         }
@@ -142,10 +199,15 @@ impl Db {
         self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || db.with_reader(f))
+        let permit = self
+            .reading
+            .acquire()
             .await
-            .map_err(StoreError::unexpected)?
+            .map_err(|_| StoreError::Unavailable("database closed".into()))?;
+        let db = self.clone();
+        let out = tokio::task::spawn_blocking(move || db.with_reader(f)).await;
+        drop(permit);
+        out.map_err(StoreError::unexpected)?
     }
 
     /// Runs `f` in one immediate transaction on the shared writer
