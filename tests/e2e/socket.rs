@@ -4,7 +4,7 @@ use reqwest::header;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{spawn_app, Socket};
+use crate::helpers::{spawn_app, Socket, TestApp, User};
 
 #[tokio::test]
 async fn three_ways_to_authenticate_and_4401_otherwise() {
@@ -121,6 +121,21 @@ async fn marking_read_sends_a_read_receipt_to_the_peer() {
     assert_eq!(f["conversation_id"], sent["conversation_id"]);
 }
 
+/// Sends one more message and waits until ws-push has dispatched it (seen
+/// on a probe socket of `to`). A 202 does not mean ws-push has dispatched
+/// a message yet, so without this a socket opened next could still get
+/// earlier messages live; one conversation is dispatched in order, so once
+/// this one arrives everything before it has been.
+async fn settle(app: &TestApp, from: &User, to: &User) -> serde_json::Value {
+    let mut probe = app.socket(to).await;
+    let sync = app.send(from, to, "sync").await;
+    loop {
+        if probe.expect("message").await["message"]["id"] == sync["id"] {
+            return sync;
+        }
+    }
+}
+
 #[tokio::test]
 async fn resume_sends_exactly_what_was_missed_then_live() {
     let app = spawn_app().await;
@@ -135,6 +150,7 @@ async fn resume_sends_exactly_what_was_missed_then_live() {
     }
     // Bob's own message from another device counts too.
     missed.push(app.send(&b, &a, "from bob's phone").await);
+    missed.push(settle(&app, &a, &b).await);
     let mut s = app.socket(&b).await;
     s.send(json!({"type": "resume", "after": first["id"]}))
         .await;
@@ -155,6 +171,11 @@ async fn resume_during_live_traffic_has_no_gap_and_no_duplicate() {
     for i in 0..20 {
         ids.push(app.send(&a, &b, &format!("before {i}")).await["id"].clone());
     }
+    // A 202 does not mean ws-push has dispatched the message yet (on Kafka
+    // it may lag): a socket opened now could still get these live. Push
+    // one more through a probe socket; one conversation is dispatched in
+    // order, so once it arrives everything before it has been.
+    ids.push(settle(&app, &a, &b).await["id"].clone());
     let mut s = app.socket(&b).await;
     let sender = {
         let addr = app.addr.clone();
