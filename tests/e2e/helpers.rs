@@ -444,6 +444,27 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_parley"))
 }
 
+/// Runs `parley <args> <deployment flags>` to completion.
+pub async fn run_parley(args: &[&str], deployment: &Deployment) -> std::process::Output {
+    tokio::process::Command::new(binary())
+        .args(args)
+        .args(deployment.flags())
+        .env_remove("PARLEY_JWT_SECRET")
+        .output()
+        .await
+        .expect("run parley")
+}
+
+/// `parley migrate` on `deployment`, which must succeed.
+pub async fn migrate(deployment: &Deployment) {
+    let out = run_parley(&["migrate"], deployment).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Process {
     /// `parley dev` on `deployment`.
     pub async fn start(deployment: &Deployment) -> Process {

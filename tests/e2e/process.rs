@@ -5,18 +5,7 @@ use std::{collections::HashSet, time::Duration};
 
 use serde_json::Value;
 
-use crate::helpers::{binary, Deployment, Process, User};
-
-/// Runs `parley <args> <deployment flags>` to completion.
-async fn run_parley(args: &[&str], deployment: &Deployment) -> std::process::Output {
-    tokio::process::Command::new(binary())
-        .args(args)
-        .args(deployment.flags())
-        .env_remove("PARLEY_JWT_SECRET")
-        .output()
-        .await
-        .unwrap()
-}
+use crate::helpers::{binary, run_parley, Deployment, Process, User};
 
 async fn snapshot(
     app: &crate::helpers::TestApp,

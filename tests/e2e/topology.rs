@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{binary, Deployment, Process, TestApp};
+use crate::helpers::{migrate, Deployment, Process, TestApp};
 
 /// `parley serve <role>` for each role, plus a second ws-push.
 struct Topology {
@@ -17,17 +17,7 @@ struct Topology {
 }
 
 async fn start(d: &Deployment) -> Topology {
-    let migrated = tokio::process::Command::new(binary())
-        .arg("migrate")
-        .args(d.flags())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        migrated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
+    migrate(d).await;
     let mut processes = Vec::new();
     for role in [
         "command-api",

@@ -4,7 +4,7 @@ use parley::cli::Backend;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::helpers::{binary, Deployment, Process, TestApp, User};
+use crate::helpers::{migrate, Deployment, Process, TestApp, User};
 
 /// One outage at a time: the servers are shared.
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -38,20 +38,6 @@ async fn outage() -> (tokio::sync::MutexGuard<'static, ()>, Restore) {
 
 fn cluster() -> Deployment {
     Deployment::on(Backend::Cluster)
-}
-
-async fn migrate(d: &Deployment) {
-    let out = tokio::process::Command::new(binary())
-        .arg("migrate")
-        .args(d.flags())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A client that does not wait for readiness.
