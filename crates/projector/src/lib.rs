@@ -14,6 +14,14 @@ use tokio_util::sync::CancellationToken;
 /// Events per read-model transaction.
 pub const BATCH: usize = 4000;
 const POLL_WAIT: Duration = Duration::from_millis(500);
+/// A batch smaller than [`LINGER_BELOW`] waits this long for company. Each
+/// read-model transaction rewrites every page it touches, so a trickle of
+/// one-event transactions wrote ~30 KiB of WAL per message on SQLite and
+/// a checkpoint's worth of I/O that stalled the log's fsyncs; waiting a few
+/// milliseconds turns that trickle into batches. Pushes do not wait for
+/// the projector, only history and inbox reads do.
+const LINGER: Duration = Duration::from_millis(20);
+const LINGER_BELOW: usize = 256;
 
 #[derive(Clone)]
 pub struct Projector {
@@ -54,12 +62,19 @@ impl Projector {
         shutdown: &CancellationToken,
     ) -> Result<(), StoreError> {
         loop {
-            let batch = tokio::select! {
+            let mut batch = tokio::select! {
                 b = consumer.poll(BATCH, POLL_WAIT) => b?,
                 _ = shutdown.cancelled() => return Ok(()),
             };
             if batch.is_empty() {
                 continue;
+            }
+            if batch.len() < LINGER_BELOW {
+                tokio::select! {
+                    _ = tokio::time::sleep(LINGER) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+                batch.extend(consumer.poll(BATCH - batch.len(), Duration::ZERO).await?);
             }
             if !self.apply_until_done(&batch, shutdown).await {
                 return Ok(());
