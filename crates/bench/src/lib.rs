@@ -114,6 +114,11 @@ pub enum Mode {
         sockets: usize,
         #[arg(long, default_value_t = 1000)]
         users: usize,
+        /// Seconds to keep the sockets open after measuring, so several
+        /// load generators (one process holds at most ~19,900 sockets)
+        /// can hold theirs at the same time.
+        #[arg(long, default_value_t = 0)]
+        hold: u64,
     },
 }
 
@@ -179,9 +184,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "reconnect",
             reconnect::run(&target, &run_id, sockets, users, &restart_cmd).await?,
         ),
-        Mode::Sockets { sockets, users } => (
+        Mode::Sockets {
+            sockets,
+            users,
+            hold,
+        } => (
             "sockets",
-            idle_sockets(&target, &run_id, sockets, users).await?,
+            idle_sockets(&target, &run_id, sockets, users, hold).await?,
         ),
     };
     report.print(name, args.json);
@@ -391,6 +400,7 @@ async fn idle_sockets(
     run_id: &str,
     n: usize,
     n_users: usize,
+    hold: u64,
 ) -> anyhow::Result<Report> {
     let users = users(target, run_id, n_users.clamp(2, n.max(2))).await?;
     let rss = |t: Target| async move {
@@ -458,6 +468,10 @@ async fn idle_sockets(
             .clone()
             .unwrap_or_else(|| "nothing (all opened)".into()),
     );
+    if hold > 0 {
+        eprintln!("holding {} sockets for {hold} s", open.len());
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+    }
     for s in open {
         client::close(s).await;
     }

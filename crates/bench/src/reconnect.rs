@@ -61,6 +61,7 @@ pub async fn run(
             })
             .await;
     });
+    let restart_began = Instant::now();
     let restarted = tokio::process::Command::new("sh")
         .args(["-c", restart_cmd])
         .status()
@@ -69,6 +70,7 @@ pub async fn run(
     if !restarted.success() {
         bail!("--restart-cmd failed: {restarted}");
     }
+    let restart_took = restart_began.elapsed();
     let _ = tokio::time::timeout(Duration::from_secs(30), closed).await;
     // Sent while the sockets were away: each must arrive on resume.
     let during = deliver_round(target, &users, "during").await?;
@@ -110,7 +112,17 @@ pub async fn run(
     }
     let mut r = Report::default();
     r.count("sockets", "sockets", h.len() + missed);
-    r.latency("resumed_after", "restart → resumed (per socket)", &h);
+    r.number(
+        "restart_s",
+        "restart command took (not in the figures below)",
+        restart_took.as_secs_f64(),
+        "s",
+    );
+    r.latency(
+        "resumed_after",
+        "reconnect start → resumed (per socket)",
+        &h,
+    );
     r.number(
         "all_within_s",
         "every socket resumed within",

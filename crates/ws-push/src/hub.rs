@@ -20,8 +20,8 @@ use crate::frames::ServerFrame;
 /// never silently skipped.
 pub const SOCKET_QUEUE: usize = 512;
 
-/// One frame for one socket. The text is shared by every recipient.
-#[derive(Clone)]
+/// One event's frame, shared by every recipient socket: each socket queue
+/// holds a pointer, so an idle socket's queue costs a few hundred bytes.
 pub struct Push {
     pub frame: Utf8Bytes,
     pub position: LogPosition,
@@ -32,7 +32,7 @@ pub struct Push {
 
 struct SocketTx {
     id: u64,
-    tx: mpsc::Sender<Push>,
+    tx: mpsc::Sender<Arc<Push>>,
 }
 
 #[derive(Default)]
@@ -88,7 +88,7 @@ impl Hub {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn register(self: &Arc<Self>, user: UserId) -> (Registration, mpsc::Receiver<Push>) {
+    pub fn register(self: &Arc<Self>, user: UserId) -> (Registration, mpsc::Receiver<Arc<Push>>) {
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock()
@@ -156,17 +156,17 @@ impl Registry {
         let Some((frame, message, targets)) = route(e) else {
             return;
         };
+        let push = Arc::new(Push {
+            frame,
+            position: e.position,
+            message,
+        });
         for user in targets.into_iter().flatten() {
             let Some(list) = self.sockets.get_mut(&user) else {
                 continue;
             };
             list.retain(|s| {
-                    let push = Push {
-                        frame: frame.clone(),
-                        position: e.position,
-                        message: message.clone(),
-                    };
-                    match s.tx.try_send(push) {
+                    match s.tx.try_send(push.clone()) {
                         Ok(()) => {
                             metrics::counter!("parley_ws_pushes_total").increment(1);
                             true

@@ -25,9 +25,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use hub::Hub;
 
-/// Per-socket buffers. tungstenite's defaults cost ~128 KiB per socket; a
-/// chat frame is small, so a few KiB serve and idle sockets stay cheap.
-const READ_BUFFER: usize = 4 * 1024;
+/// Per-socket buffers. tungstenite's defaults cost ~128 KiB per socket, and
+/// its read buffer is allocated up front. What clients send (acks, resume,
+/// pings) is a few dozen bytes per frame; the buffer grows for a larger
+/// frame when one comes. 4 KiB here made an idle socket cost 11.5 KiB.
+const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 const MAX_MESSAGE: usize = 64 * 1024;

@@ -123,7 +123,7 @@ struct Socket {
     state: WsPush,
     session: Session,
     socket: WebSocket,
-    rx: tokio::sync::mpsc::Receiver<Push>,
+    rx: tokio::sync::mpsc::Receiver<Arc<Push>>,
     recent: Recent,
     /// Live pushes at or below this were covered by a resume: skip them.
     floor: Watermark,
@@ -195,14 +195,14 @@ impl Socket {
             .await
     }
 
-    async fn push(&mut self, p: Push) -> Result<(), axum::Error> {
+    async fn push(&mut self, p: Arc<Push>) -> Result<(), axum::Error> {
         if self.floor.covers(p.position) {
             return Ok(());
         }
-        if let Some(m) = p.message {
-            self.recent.remember(m);
+        if let Some(m) = &p.message {
+            self.recent.remember(m.clone());
         }
-        self.send_frame(p.frame).await
+        self.send_frame(p.frame.clone()).await
     }
 
     async fn handle(&mut self, text: &str) -> Result<(), axum::Error> {
