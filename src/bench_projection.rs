@@ -87,8 +87,15 @@ pub async fn run(
     };
     let started = Instant::now();
     loop {
-        if ports.log.committed(PROJECTOR_GROUP).await?.covers_all(&end) {
-            break;
+        // A fresh Kafka answers "not coordinator" for a moment while it
+        // loads its offsets topic; only a lasting failure ends the run.
+        match ports.log.committed(PROJECTOR_GROUP).await {
+            Ok(w) if w.covers_all(&end) => break,
+            Ok(_) => {}
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                tracing::debug!(error = %e, "projector position not readable yet");
+            }
+            Err(e) => return Err(e.into()),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -41,6 +41,7 @@ pub struct Cql {
     pub(crate) st: Arc<Statements>,
     pub(crate) keyspace: String,
     pub(crate) cache: Arc<users::Cache>,
+    pub(crate) buckets: Arc<read_models::WrittenBuckets>,
 }
 
 impl Cql {
@@ -56,6 +57,7 @@ impl Cql {
             st: Arc::new(st),
             keyspace: config.keyspace.clone(),
             cache: Arc::default(),
+            buckets: Arc::default(),
         })
     }
 

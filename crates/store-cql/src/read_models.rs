@@ -21,7 +21,14 @@ use parley_domain::{
     ConversationId, Event, LogPosition, Message, MessageBody, MessageId, RecordedEvent, StoreError,
     Timestamp, UserId, Watermark,
 };
-use scylla::response::query_result::QueryResult;
+use scylla::{
+    response::query_result::QueryResult,
+    serialize::row::SerializeRow,
+    statement::{
+        batch::{Batch, BatchType},
+        prepared::PreparedStatement,
+    },
+};
 
 use crate::{
     execution_error, rows_error,
@@ -39,6 +46,91 @@ const BUCKETS_PER_READ: i32 = 16;
 const INVERT: i64 = 4_000_000_000_000_000;
 
 type MessageRow = (String, String, String, String, String, i64, Option<i64>);
+
+type TimelineRow = (String, i64, String, String, String, String, i64, i64);
+type FeedRow = (String, i64, String, String, i32, i64, i64);
+type UnreadRow = (String, String, String, i64);
+/// (user, conversation, peer, last message JSON, write timestamp).
+type InboxRow = (String, String, String, String, i64);
+type IndexRow = (String, String, i64);
+
+/// A batch's message rows grouped by partition, so each partition gets one
+/// request; inbox rows of one (user, conversation) collapse to the newest.
+/// With a few messages per conversation in a batch this sends about a
+/// third of the requests that one statement per row did.
+/// Rough size of one unlogged batch: Cassandra warns above 5 KiB and
+/// refuses above 50 KiB (ScyllaDB: 128 KiB / 1 MiB), and one conversation
+/// can have thousands of messages in a projector batch.
+const BATCH_BYTES: usize = 5 * 1024;
+
+/// Splits one partition's rows into batches of at most [`BATCH_BYTES`] by
+/// `weigh`'s estimate (a row heavier than that goes alone).
+fn chunked<V>(rows: Vec<V>, weigh: impl Fn(&V) -> usize) -> Vec<Vec<V>> {
+    let mut out: Vec<Vec<V>> = Vec::new();
+    let mut size = 0;
+    for row in rows {
+        let w = weigh(&row);
+        match out.last_mut() {
+            Some(last) if size + w <= BATCH_BYTES => last.push(row),
+            _ => {
+                out.push(vec![row]);
+                size = 0;
+            }
+        }
+        size += w;
+    }
+    out
+}
+
+#[derive(Default)]
+struct Planned {
+    timeline: HashMap<(String, i64), Vec<TimelineRow>>,
+    feed: HashMap<(String, i64), Vec<FeedRow>>,
+    unread: HashMap<String, Vec<UnreadRow>>,
+    inbox: HashMap<(String, String), InboxRow>,
+    index: Vec<IndexRow>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum BucketList {
+    Timeline,
+    Feed,
+}
+
+/// One row of a bucket list: (which list, its owner, the bucket).
+pub(crate) type BucketRow = (BucketList, String, i64);
+
+/// Bucket-list rows this process has written. They never change once
+/// written, and without this every message rewrote three of them (3 of
+/// its 10 writes); now a bucket is written once per conversation and user
+/// per bucket period (and once again after a restart). A replay rewrites
+/// every bucket it meets, so truncated read models get their rows back.
+#[derive(Default)]
+pub(crate) struct WrittenBuckets(std::sync::Mutex<std::collections::HashSet<BucketRow>>);
+
+/// Rows remembered before the set starts over (about 100 MiB at most).
+const BUCKETS_REMEMBERED: usize = 1_000_000;
+
+impl WrittenBuckets {
+    fn contains(&self, row: &BucketRow) -> bool {
+        self.0.lock().map(|s| s.contains(row)).unwrap_or(false)
+    }
+
+    fn remember(&self, rows: impl IntoIterator<Item = BucketRow>) {
+        if let Ok(mut s) = self.0.lock() {
+            if s.len() > BUCKETS_REMEMBERED {
+                s.clear();
+            }
+            s.extend(rows);
+        }
+    }
+
+    fn forget(&self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.clear();
+        }
+    }
+}
 
 fn message_from_row(r: MessageRow) -> Result<Message, StoreError> {
     let (conv, id, from, to, body, sent_at, delivered_at) = r;
@@ -82,7 +174,12 @@ impl Markers {
 }
 
 impl Cql {
-    fn sent_writes<'a>(&'a self, e: &'a MessageSent, position: LogPosition) -> Vec<Write<'a>> {
+    /// Adds a message's rows to `plan`.
+    fn plan_sent(
+        plan: &mut Planned,
+        e: &MessageSent,
+        position: LogPosition,
+    ) -> Result<(), StoreError> {
         let ts = micros(e.sent_at);
         let bucket = bucket_of(e.message_id.timestamp().millis());
         let (conv, id, from, to) = (
@@ -91,45 +188,130 @@ impl Cql {
             e.from.to_string(),
             e.to.to_string(),
         );
-        let last = match serde_json::to_string(&e.to_message()) {
-            Ok(json) => json,
-            Err(err) => return vec![Box::pin(async move { Err(StoreError::unexpected(err)) })],
-        };
-        let st = &self.st;
+        let last = serde_json::to_string(&e.to_message()).map_err(StoreError::unexpected)?;
         let (p, o) = (position.partition as i32, position.offset);
-        let mut w: Vec<Write<'a>> = vec![
-            self.write(
-                &st.timeline_insert,
-                (
-                    conv.clone(),
-                    bucket,
-                    id.clone(),
-                    from.clone(),
-                    to.clone(),
-                    e.body.as_str().to_owned(),
-                    e.sent_at.millis(),
-                    ts,
-                ),
-            ),
-            self.write(&st.bucket_insert, (conv.clone(), bucket, ts)),
-            self.write(&st.index_insert, (id.clone(), conv.clone(), ts)),
-            self.write(
-                &st.unread_insert,
-                (to.clone(), conv.clone(), id.clone(), ts),
-            ),
-        ];
+        plan.timeline
+            .entry((conv.clone(), bucket))
+            .or_default()
+            .push((
+                conv.clone(),
+                bucket,
+                id.clone(),
+                from.clone(),
+                to.clone(),
+                e.body.as_str().to_owned(),
+                e.sent_at.millis(),
+                ts,
+            ));
+        plan.index.push((id.clone(), conv.clone(), ts));
+        plan.unread
+            .entry(to.clone())
+            .or_default()
+            .push((to.clone(), conv.clone(), id.clone(), ts));
         for (user, peer) in [(&from, &to), (&to, &from)] {
-            w.push(self.write(
-                &st.feed_insert,
-                (user.clone(), bucket, id.clone(), conv.clone(), p, o, ts),
+            plan.feed.entry((user.clone(), bucket)).or_default().push((
+                user.clone(),
+                bucket,
+                id.clone(),
+                conv.clone(),
+                p,
+                o,
+                ts,
             ));
-            w.push(self.write(&st.feed_bucket_insert, (user.clone(), bucket, ts)));
-            w.push(self.write(
-                &st.inbox_upsert,
-                (user.clone(), conv.clone(), peer.clone(), last.clone(), ts),
-            ));
+            let row = (user.clone(), conv.clone(), peer.clone(), last.clone(), ts);
+            plan.inbox
+                .entry((user.clone(), conv.clone()))
+                .and_modify(|kept| {
+                    // Only the write with the highest timestamp would
+                    // survive (on a tie, the greater value), so it is the
+                    // only one sent.
+                    if (row.4, &row.3) > (kept.4, &kept.3) {
+                        *kept = row.clone();
+                    }
+                })
+                .or_insert(row);
         }
+        Ok(())
+    }
+
+    /// Rows of one partition: one statement, or one unlogged batch (a
+    /// single request and a single mutation on the replica).
+    fn write_rows<'a, V: SerializeRow + Send + Sync + 'a>(
+        &'a self,
+        st: &'a PreparedStatement,
+        mut rows: Vec<V>,
+    ) -> Write<'a> {
+        if rows.len() == 1 {
+            if let Some(row) = rows.pop() {
+                return self.write(st, row);
+            }
+        }
+        Box::pin(async move {
+            let mut batch = Batch::new(BatchType::Unlogged);
+            for _ in 0..rows.len() {
+                batch.append_statement(st.clone());
+            }
+            batch.set_is_idempotent(true);
+            self.session
+                .batch(&batch, rows)
+                .await
+                .map_err(execution_error)
+        })
+    }
+
+    fn planned_writes(&self, plan: Planned) -> Vec<Write<'_>> {
+        let st = &self.st;
+        let mut inbox: HashMap<String, Vec<InboxRow>> = HashMap::new();
+        for ((user, _), row) in plan.inbox {
+            inbox.entry(user).or_default().push(row);
+        }
+        let mut w: Vec<Write<'_>> = Vec::new();
+        for rows in plan.timeline.into_values() {
+            for chunk in chunked(rows, |r| r.5.len() + 200) {
+                w.push(self.write_rows(&st.timeline_insert, chunk));
+            }
+        }
+        for rows in plan.feed.into_values() {
+            for chunk in chunked(rows, |_| 160) {
+                w.push(self.write_rows(&st.feed_insert, chunk));
+            }
+        }
+        for rows in plan.unread.into_values() {
+            for chunk in chunked(rows, |_| 160) {
+                w.push(self.write_rows(&st.unread_insert, chunk));
+            }
+        }
+        for rows in inbox.into_values() {
+            for chunk in chunked(rows, |r| r.3.len() + 160) {
+                w.push(self.write_rows(&st.inbox_upsert, chunk));
+            }
+        }
+        w.extend(
+            plan.index
+                .into_iter()
+                .map(|r| self.write(&st.index_insert, r)),
+        );
         w
+    }
+
+    /// The bucket-list rows a message needs: its conversation's timeline
+    /// bucket and both participants' feed buckets.
+    fn buckets_of(e: &MessageSent) -> [BucketRow; 3] {
+        let bucket = bucket_of(e.message_id.timestamp().millis());
+        [
+            (BucketList::Timeline, e.conversation_id.to_string(), bucket),
+            (BucketList::Feed, e.from.to_string(), bucket),
+            (BucketList::Feed, e.to.to_string(), bucket),
+        ]
+    }
+
+    fn bucket_write(&self, row: &BucketRow, ts: i64) -> Write<'_> {
+        let (list, owner, bucket) = row;
+        let st = match list {
+            BucketList::Timeline => &self.st.bucket_insert,
+            BucketList::Feed => &self.st.feed_bucket_insert,
+        };
+        self.write(st, (owner.clone(), *bucket, ts))
     }
 
     fn delivered_write(&self, d: &MessageDelivered) -> Write<'_> {
@@ -213,25 +395,38 @@ impl ReadModelWriter for Cql {
     async fn apply(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
         let mut writes: Vec<Write<'_>> = Vec::new();
         let mut users = Vec::new();
+        let mut buckets: HashMap<BucketRow, i64> = HashMap::new();
+        let mut plan = Planned::default();
         for e in events {
             match &e.event {
-                Event::MessageSent(m) => writes.extend(self.sent_writes(m, e.position)),
+                Event::MessageSent(m) => {
+                    Self::plan_sent(&mut plan, m, e.position)?;
+                    for row in Self::buckets_of(m) {
+                        if !self.buckets.contains(&row) {
+                            buckets.entry(row).or_insert(micros(m.sent_at));
+                        }
+                    }
+                }
                 Event::MessageDelivered(d) => writes.push(self.delivered_write(d)),
                 Event::ConversationRead(r) => writes.extend(self.read_writes(r)),
                 Event::UserRegistered(u) => users.push(u.user.clone()),
             }
         }
+        writes.extend(self.planned_writes(plan));
+        writes.extend(buckets.iter().map(|(row, ts)| self.bucket_write(row, *ts)));
         let user_writes = users.iter().map(|u| self.write_public_user(u));
         stream::iter(writes)
             .buffer_unordered(WRITE_CONCURRENCY)
             .try_for_each(|_| async { Ok(()) })
             .await?;
+        self.buckets.remember(buckets.into_keys());
         futures_util::future::try_join_all(user_writes)
             .await
             .map(drop)
     }
 
     async fn reset(&self) -> Result<(), StoreError> {
+        self.buckets.forget();
         for t in READ_MODEL_TABLES {
             self.session
                 .query_unpaged(format!("TRUNCATE {}.{t}", self.keyspace), ())
@@ -405,5 +600,23 @@ impl InboxReader for Cql {
             .buffered(32)
             .try_collect()
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_stay_under_the_size_limit_and_keep_row_order() {
+        let rows = vec![3000, 3000, 100, 6000, 10];
+        assert_eq!(
+            chunked(rows, |w| *w),
+            vec![vec![3000], vec![3000, 100], vec![6000], vec![10]]
+        );
+        let small: Vec<usize> = (0..100).collect();
+        let chunks = chunked(small.clone(), |_| 160);
+        assert!(chunks.iter().all(|c| c.len() * 160 <= BATCH_BYTES));
+        assert_eq!(chunks.concat(), small);
     }
 }
