@@ -67,7 +67,13 @@ impl fmt::Display for ConversationId {
         let mut bytes = [0u8; 32];
         bytes[..16].copy_from_slice(self.low.as_uuid().as_bytes());
         bytes[16..].copy_from_slice(self.high.as_uuid().as_bytes());
-        f.write_str(&URL_SAFE_NO_PAD.encode(bytes))
+        // 32 bytes are 43 characters unpadded; encoded on the stack, since
+        // every message on the wire and in the store names its conversation.
+        let mut text = [0u8; 43];
+        match URL_SAFE_NO_PAD.encode_slice(bytes, &mut text) {
+            Ok(n) => f.write_str(std::str::from_utf8(&text[..n]).map_err(|_| fmt::Error)?),
+            Err(_) => f.write_str(&URL_SAFE_NO_PAD.encode(bytes)),
+        }
     }
 }
 

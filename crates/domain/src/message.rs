@@ -75,6 +75,29 @@ pub struct Message {
     pub read_at: Option<Timestamp>,
 }
 
+/// The read markers of one conversation (at most one per participant):
+/// what a message's `read_at` is computed from. A store reads them once per
+/// page instead of joining them onto every row.
+#[derive(Default, Debug)]
+pub struct ReadMarkers(Vec<(UserId, MessageId, Timestamp)>);
+
+impl ReadMarkers {
+    /// Records that `reader` has read up to `up_to`, at `at`.
+    pub fn insert(&mut self, reader: UserId, up_to: MessageId, at: Timestamp) {
+        self.0.retain(|(r, _, _)| *r != reader);
+        self.0.push((reader, up_to, at));
+    }
+
+    /// Sets `read_at`: when the recipient's marker reached the message.
+    pub fn stamp(&self, m: &mut Message) {
+        m.read_at = self
+            .0
+            .iter()
+            .find(|(reader, up_to, _)| *reader == m.to && *up_to >= m.id)
+            .map(|(_, _, at)| *at);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

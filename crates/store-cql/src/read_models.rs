@@ -18,8 +18,8 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use parley_domain::{
     events::{ConversationRead, MessageDelivered, MessageSent},
     ports::{InboxEntry, InboxReader, ReadModelWriter, TimelineReader},
-    ConversationId, Event, LogPosition, Message, MessageBody, MessageId, RecordedEvent, StoreError,
-    Timestamp, UserId, Watermark,
+    ConversationId, Event, LogPosition, Message, MessageBody, MessageId, ReadMarkers,
+    RecordedEvent, StoreError, Timestamp, UserId, Watermark,
 };
 use scylla::{
     response::query_result::QueryResult,
@@ -157,20 +157,6 @@ where
         .collect::<Result<Vec<R>, _>>()
         .map_err(rows_error)?;
     Ok(out)
-}
-
-/// The read markers of one conversation: reader → (up_to, at).
-struct Markers(HashMap<UserId, (MessageId, Timestamp)>);
-
-impl Markers {
-    /// `read_at` of a message: when its recipient's marker reached it.
-    fn stamp(&self, m: &mut Message) {
-        m.read_at = self
-            .0
-            .get(&m.to)
-            .filter(|(up_to, _)| *up_to >= m.id)
-            .map(|(_, at)| *at);
-    }
 }
 
 impl Cql {
@@ -349,16 +335,16 @@ impl Cql {
         ]
     }
 
-    async fn markers(&self, conversation: &str) -> Result<Markers, StoreError> {
+    async fn markers(&self, conversation: &str) -> Result<ReadMarkers, StoreError> {
         let found: Vec<(String, String, i64)> =
             rows(self.run(&self.st.markers, (conversation,)).await?)?;
-        let mut out = HashMap::new();
+        let mut out = ReadMarkers::default();
         for (reader, up_to, at) in found {
             let reader = UserId::parse("reader", &reader).map_err(StoreError::unexpected)?;
             let up_to = MessageId::parse("up_to", &up_to).map_err(StoreError::unexpected)?;
-            out.insert(reader, (up_to, Timestamp::from_millis(at)));
+            out.insert(reader, up_to, Timestamp::from_millis(at));
         }
-        Ok(Markers(out))
+        Ok(out)
     }
 
     /// One message of a known conversation, with its receipts.

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use parley_domain::{
     events::{ConversationRead, MessageDelivered, MessageSent},
     ports::{InboxEntry, InboxReader, ReadModelWriter, TimelineReader},
-    ConversationId, Event, Message, MessageBody, MessageId, RecordedEvent, StoreError, Timestamp,
-    UserId, Watermark,
+    ConversationId, Event, Message, MessageBody, MessageId, ReadMarkers, RecordedEvent, StoreError,
+    Timestamp, UserId, Watermark,
 };
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
@@ -33,11 +33,38 @@ impl SqliteReadModels {
 const MESSAGE_COLUMNS: &str =
     "m.conversation_id, m.message_id, m.sender, m.recipient, m.body, m.sent_at, m.delivered_at, \
      CASE WHEN rm.up_to >= m.message_id THEN rm.at END";
+/// [`MESSAGE_COLUMNS`] without the marker join; `read_at` is stamped from
+/// [`markers_of`] afterwards.
+const UNMARKED_COLUMNS: &str =
+    "m.conversation_id, m.message_id, m.sender, m.recipient, m.body, m.sent_at, m.delivered_at, NULL";
 const MARKER_JOIN: &str =
     "LEFT JOIN read_markers rm ON rm.conversation_id = m.conversation_id AND rm.reader = m.recipient";
 
 fn parse_col<T>(idx: usize, r: Result<T, parley_domain::ValidationError>) -> rusqlite::Result<T> {
     r.map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// The read markers of one conversation.
+fn markers_of(c: &rusqlite::Connection, conversation: &str) -> rusqlite::Result<ReadMarkers> {
+    let mut st =
+        c.prepare_cached("SELECT reader, up_to, at FROM read_markers WHERE conversation_id = ?1")?;
+    let mut rows = st.query([conversation])?;
+    let mut out = ReadMarkers::default();
+    while let Some(r) = rows.next()? {
+        out.insert(
+            parse_col(0, UserId::parse("reader", text(r, 0)?))?,
+            parse_col(1, MessageId::parse("up_to", text(r, 1)?))?,
+            Timestamp::from_millis(r.get(2)?),
+        );
+    }
+    Ok(out)
+}
+
+/// A text column, borrowed from the row (no allocation).
+fn text<'r>(r: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
+    r.get_ref(idx)?.as_str().map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
     })
 }
@@ -163,16 +190,22 @@ impl TimelineReader for SqliteReadModels {
         let before = before.map_or_else(|| "~".to_owned(), |b| b.to_string());
         self.db
             .read(move |c| {
+                // One snapshot for the markers and the page. The markers
+                // (two rows at most) are read once, not joined per row.
+                let tx = c.unchecked_transaction()?;
+                let conv = conversation.to_string();
+                let markers = markers_of(&tx, &conv)?;
                 let sql = format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages m {MARKER_JOIN}
+                    "SELECT {UNMARKED_COLUMNS} FROM messages m
                      WHERE m.conversation_id = ?1 AND m.message_id < ?2
                      ORDER BY m.message_id DESC LIMIT ?3"
                 );
-                let mut st = c.prepare_cached(&sql)?;
-                let rows = st.query_map(
-                    params![conversation.to_string(), before, limit as i64],
-                    message_from_row,
-                )?;
+                let mut st = tx.prepare_cached(&sql)?;
+                let rows = st.query_map(params![conv, before, limit as i64], |r| {
+                    let mut m = message_from_row(r)?;
+                    markers.stamp(&mut m);
+                    Ok(m)
+                })?;
                 rows.collect()
             })
             .await
@@ -254,13 +287,13 @@ impl InboxReader for SqliteReadModels {
 
 /// [`message_from_row`] for rows where the message columns start at `base`.
 fn message_from_row_at(r: &Row<'_>, base: usize) -> rusqlite::Result<Message> {
-    let s = |i: usize| r.get::<_, String>(base + i);
+    let s = |i: usize| text(r, base + i);
     Ok(Message {
-        conversation_id: parse_col(base, ConversationId::parse(&s(0)?))?,
-        id: parse_col(base + 1, MessageId::parse("message_id", &s(1)?))?,
-        from: parse_col(base + 2, UserId::parse("sender", &s(2)?))?,
-        to: parse_col(base + 3, UserId::parse("recipient", &s(3)?))?,
-        body: MessageBody::from_trusted(s(4)?),
+        conversation_id: parse_col(base, ConversationId::parse(s(0)?))?,
+        id: parse_col(base + 1, MessageId::parse("message_id", s(1)?))?,
+        from: parse_col(base + 2, UserId::parse("sender", s(2)?))?,
+        to: parse_col(base + 3, UserId::parse("recipient", s(3)?))?,
+        body: MessageBody::from_trusted(s(4)?.to_owned()),
         sent_at: Timestamp::from_millis(r.get(base + 5)?),
         delivered_at: r
             .get::<_, Option<i64>>(base + 6)?
