@@ -37,7 +37,15 @@ pub struct TokenService {
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
+    /// Tokens already verified. A client sends the same token with every
+    /// request, and checking its signature and claims was ~3-6 % of the
+    /// CPU of a send or a history page. The same text always verifies the
+    /// same way; only the expiry is checked again.
+    verified: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, Session>>>,
 }
+
+/// Verified tokens remembered before the cache starts over.
+const VERIFIED_REMEMBERED: usize = 50_000;
 
 impl std::fmt::Debug for TokenService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,6 +65,7 @@ impl TokenService {
             decoding: DecodingKey::from_secret(secret.expose()),
             validation,
             ttl,
+            verified: Default::default(),
         }
     }
 
@@ -88,13 +97,30 @@ impl TokenService {
 
     /// `None` for anything but a well-signed, unexpired token of ours.
     pub fn verify(&self, token: &str) -> Option<Session> {
+        let now = Timestamp::now().millis() / 1000;
+        let known = self
+            .verified
+            .read()
+            .ok()
+            .and_then(|v| v.get(token).cloned());
+        if let Some(session) = known {
+            // The same leeway as the full check.
+            return (session.expires_at + self.validation.leeway as i64 >= now).then_some(session);
+        }
         let data = decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
         let user_id = UserId::parse("sub", &data.claims.sub).ok()?;
-        Some(Session {
+        let session = Session {
             user_id,
             session_id: data.claims.jti,
             expires_at: data.claims.exp,
-        })
+        };
+        if let Ok(mut v) = self.verified.write() {
+            if v.len() >= VERIFIED_REMEMBERED {
+                v.clear();
+            }
+            v.insert(token.to_owned(), session.clone());
+        }
+        Some(session)
     }
 }
 
@@ -161,6 +187,24 @@ mod tests {
         bad.push('x');
         assert!(svc().verify(&bad).is_none());
         assert!(svc().verify("").is_none());
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let s = svc();
+        let (tok, session) = s.issue(UserId::new()).unwrap();
+        assert_eq!(s.verify(&tok), Some(session.clone()));
+        assert_eq!(
+            s.verify(&tok),
+            Some(session.clone()),
+            "second check, from memory"
+        );
+        if let Ok(mut v) = s.verified.write() {
+            if let Some(known) = v.get_mut(&tok) {
+                known.expires_at = Timestamp::now().millis() / 1000 - 10;
+            }
+        }
+        assert_eq!(s.verify(&tok), None);
     }
 
     #[test]

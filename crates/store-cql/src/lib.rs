@@ -100,14 +100,28 @@ fn valid_keyspace(ks: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Tries per schema statement before `migrate` gives up.
+const DDL_ATTEMPTS: u32 = 5;
+
 async fn schema_migrate(session: &Session, config: &CqlConfig) -> Result<i32, StoreError> {
     let ks = &config.keyspace;
+    // Every statement is idempotent (IF NOT EXISTS). A node that has just
+    // started, or that is applying many schema changes at once, can time
+    // out a DDL statement (or its schema agreement) that then succeeds on
+    // a second try; only a lasting failure fails the migration.
     let ddl = |s: String| async move {
-        session
-            .query_unpaged(s, ())
-            .await
-            .map(drop)
-            .map_err(execution_error)
+        let mut attempt = 1;
+        loop {
+            match session.query_unpaged(s.as_str(), ()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < DDL_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "schema change failed; trying again");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(execution_error(e)),
+            }
+        }
     };
     ddl(format!(
         "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \

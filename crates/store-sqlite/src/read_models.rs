@@ -70,7 +70,7 @@ fn text<'r>(r: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
 }
 
 fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
-    message_from_row_at(r, 0)
+    message_from_row_at(r, 0, None)
 }
 
 fn apply_sent(
@@ -202,7 +202,8 @@ impl TimelineReader for SqliteReadModels {
                 );
                 let mut st = tx.prepare_cached(&sql)?;
                 let rows = st.query_map(params![conv, before, limit as i64], |r| {
-                    let mut m = message_from_row(r)?;
+                    // Every row is of `conversation` (the WHERE says so).
+                    let mut m = message_from_row_at(r, 0, Some(conversation))?;
                     markers.stamp(&mut m);
                     Ok(m)
                 })?;
@@ -271,7 +272,7 @@ impl InboxReader for SqliteReadModels {
                 let rows = st.query_map(params![user.to_string(), limit as i64], |r| {
                     let peer = parse_col(0, UserId::parse("peer_id", &r.get::<_, String>(0)?))?;
                     let unread: i64 = r.get(1)?;
-                    let msg = message_from_row_at(r, 2)?;
+                    let msg = message_from_row_at(r, 2, None)?;
                     Ok(InboxEntry {
                         conversation_id: msg.conversation_id,
                         peer,
@@ -285,11 +286,19 @@ impl InboxReader for SqliteReadModels {
     }
 }
 
-/// [`message_from_row`] for rows where the message columns start at `base`.
-fn message_from_row_at(r: &Row<'_>, base: usize) -> rusqlite::Result<Message> {
+/// [`message_from_row`] for rows where the message columns start at `base`;
+/// `known`: the conversation every row belongs to, when the query fixes it.
+fn message_from_row_at(
+    r: &Row<'_>,
+    base: usize,
+    known: Option<ConversationId>,
+) -> rusqlite::Result<Message> {
     let s = |i: usize| text(r, base + i);
     Ok(Message {
-        conversation_id: parse_col(base, ConversationId::parse(s(0)?))?,
+        conversation_id: match known {
+            Some(c) => c,
+            None => parse_col(base, ConversationId::parse(s(0)?))?,
+        },
         id: parse_col(base + 1, MessageId::parse("message_id", s(1)?))?,
         from: parse_col(base + 2, UserId::parse("sender", s(2)?))?,
         to: parse_col(base + 3, UserId::parse("recipient", s(3)?))?,
