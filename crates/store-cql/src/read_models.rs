@@ -245,6 +245,23 @@ impl Cql {
         })
     }
 
+    /// One write per size-bounded batch of each partition's rows.
+    fn partition_batches<'a, V: SerializeRow + Send + Sync + 'a>(
+        &'a self,
+        out: &mut Vec<Write<'a>>,
+        st: &'a PreparedStatement,
+        partitions: impl Iterator<Item = Vec<V>>,
+        weigh: impl Fn(&V) -> usize + Copy,
+    ) {
+        for rows in partitions {
+            out.extend(
+                chunked(rows, weigh)
+                    .into_iter()
+                    .map(|c| self.write_rows(st, c)),
+            );
+        }
+    }
+
     fn planned_writes(&self, plan: Planned) -> Vec<Write<'_>> {
         let st = &self.st;
         let mut inbox: HashMap<String, Vec<InboxRow>> = HashMap::new();
@@ -252,26 +269,19 @@ impl Cql {
             inbox.entry(user).or_default().push(row);
         }
         let mut w: Vec<Write<'_>> = Vec::new();
-        for rows in plan.timeline.into_values() {
-            for chunk in chunked(rows, |r| r.5.len() + 200) {
-                w.push(self.write_rows(&st.timeline_insert, chunk));
-            }
-        }
-        for rows in plan.feed.into_values() {
-            for chunk in chunked(rows, |_| 160) {
-                w.push(self.write_rows(&st.feed_insert, chunk));
-            }
-        }
-        for rows in plan.unread.into_values() {
-            for chunk in chunked(rows, |_| 160) {
-                w.push(self.write_rows(&st.unread_insert, chunk));
-            }
-        }
-        for rows in inbox.into_values() {
-            for chunk in chunked(rows, |r| r.3.len() + 160) {
-                w.push(self.write_rows(&st.inbox_upsert, chunk));
-            }
-        }
+        self.partition_batches(
+            &mut w,
+            &st.timeline_insert,
+            plan.timeline.into_values(),
+            |r| r.5.len() + 200,
+        );
+        self.partition_batches(&mut w, &st.feed_insert, plan.feed.into_values(), |_| 160);
+        self.partition_batches(&mut w, &st.unread_insert, plan.unread.into_values(), |_| {
+            160
+        });
+        self.partition_batches(&mut w, &st.inbox_upsert, inbox.into_values(), |r| {
+            r.3.len() + 160
+        });
         w.extend(
             plan.index
                 .into_iter()
