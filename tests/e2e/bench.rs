@@ -91,6 +91,8 @@ async fn every_bench_mode_runs_and_accounts_for_every_send() {
             "5",
             "--p99-ms",
             "60000",
+            "--warmup",
+            "1",
         ],
     )
     .await;
