@@ -72,6 +72,8 @@ async fn every_bench_mode_runs_and_accounts_for_every_send() {
     assert_eq!(l["duplicates"], 0, "{l}");
     // 100 messages, each to the 4 sockets of its recipient.
     assert_eq!(l["push"]["count"], 400, "{l}");
+    // No warm-up: every send's round trip counts.
+    assert_eq!(l["http"]["count"], 100, "{l}");
 
     let s = bench(
         &url,

@@ -115,7 +115,7 @@ impl Listeners {
 
     /// Sends at `rate`/s for `duration`, then waits up to `grace` for the
     /// pushes. Samples from the first `warmup` are left out of the
-    /// histogram (not out of the drop count).
+    /// histograms (not out of the drop count).
     pub async fn step(&self, target: &Target, users: &Arc<Vec<User>>, plan: StepPlan) -> Step {
         let StepPlan {
             step,
@@ -142,14 +142,18 @@ impl Listeners {
             let to = (from + 1 + fastrand::usize(..users.len() - 1)) % users.len();
             let expected = self.per_user[to];
             let (target, users, outcome) = (target.clone(), users.clone(), outcome.clone());
+            let (epoch, counted) = (self.epoch, i as f64 >= warmup.as_secs_f64() * rate);
             inflight.push(tokio::spawn(async move {
-                let sent = Instant::now();
                 let body = format!("s{step}:{intended_us}");
                 let (status, id) = target.send(&users[from], &users[to], &body, true).await;
-                let took = sent.elapsed().as_micros() as u64;
+                // From the intended send time, like the pushes, so a late
+                // schedule shows up here rather than hiding.
+                let took = (epoch.elapsed().as_micros() as u64).saturating_sub(intended_us);
                 if let Ok(mut o) = outcome.lock() {
                     *o.0.entry(status).or_default() += 1;
-                    let _ = o.2.record(took.max(1));
+                    if counted {
+                        let _ = o.2.record(took.max(1));
+                    }
                     if let Some(id) = id.and_then(|s| uuid::Uuid::parse_str(&s).ok()) {
                         o.1.push((id.as_u128(), expected));
                     }
