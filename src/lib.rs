@@ -375,9 +375,10 @@ async fn role_router(
                 timelines: ports.timelines.clone(),
                 appender: ports.appender.clone(),
                 shutdown: shutdown.clone(),
+                sessions: Default::default(),
             };
             let tail = ws.clone();
-            background.spawn(async move { tail.run_tail().await });
+            background.spawn(async move { tail.run_background().await });
             parley_ws_push::router(ws)
         }
     })

@@ -21,7 +21,7 @@ use axum::{
 };
 use parley_domain::ports::{EventAppender, EventLog, TimelineReader};
 use parley_http_kit::AuthState;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use hub::Hub;
 
@@ -46,6 +46,10 @@ pub struct WsPush {
     pub appender: Arc<dyn EventAppender>,
     /// Cancelled on shutdown: sessions close with 1001.
     pub shutdown: CancellationToken,
+    /// Every socket's session. The HTTP server's graceful shutdown does not
+    /// wait for upgraded connections, so without this a process whose other
+    /// work stopped at once could exit before its sockets got their 1001.
+    pub sessions: TaskTracker,
 }
 
 impl FromRef<WsPush> for Arc<AuthState> {
@@ -55,9 +59,13 @@ impl FromRef<WsPush> for Arc<AuthState> {
 }
 
 impl WsPush {
-    /// Tails the log into the hub until shutdown, reconnecting with backoff.
-    pub async fn run_tail(&self) {
-        tail::run(self.log.clone(), self.hub.clone(), self.shutdown.clone()).await
+    /// Tails the log into the hub until shutdown, reconnecting with backoff;
+    /// then waits for every session to finish closing.
+    pub async fn run_background(&self) {
+        tail::run(self.log.clone(), self.hub.clone(), self.shutdown.clone()).await;
+        self.shutdown.cancelled().await;
+        self.sessions.close();
+        self.sessions.wait().await;
     }
 }
 
@@ -80,5 +88,8 @@ async fn upgrade(
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| session::run(state, socket, token))
+        .on_upgrade(move |socket| {
+            let sessions = state.sessions.clone();
+            sessions.track_future(session::run(state, socket, token))
+        })
 }

@@ -42,9 +42,19 @@ fn close(code: u16, reason: &'static str) -> WsMessage {
 }
 
 pub async fn run(state: WsPush, mut socket: WebSocket, header_token: Option<String>) {
-    let session = match authenticate(&state, &mut socket, header_token).await {
-        Some(s) => s,
+    let authenticated = tokio::select! {
+        s = authenticate(&state, &mut socket, header_token) => Some(s),
+        _ = state.shutdown.cancelled() => None,
+    };
+    let session = match authenticated {
+        Some(Some(s)) => s,
         None => {
+            let _ = socket
+                .send(close(CLOSE_GOING_AWAY, "server shutting down"))
+                .await;
+            return;
+        }
+        Some(None) => {
             metrics::counter!("parley_ws_auth_failures_total").increment(1);
             let _ = socket.send(close(CLOSE_UNAUTHORIZED, "unauthorized")).await;
             return;
