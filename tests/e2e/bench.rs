@@ -98,8 +98,23 @@ async fn every_bench_mode_runs_and_accounts_for_every_send() {
         ],
     )
     .await;
-    assert_eq!(s["steps"].as_array().unwrap().len(), 2, "{s}");
-    assert_eq!(s["best_rate"], 40.0, "{s}");
+    // Whether a step holds depends on the machine's load (its p99 and
+    // achieved rate); what it accounts for does not.
+    let steps = s["steps"].as_array().unwrap();
+    assert!(!steps.is_empty() && steps.len() <= 2, "{s}");
+    for step in steps {
+        assert_eq!(step["accepted"], step["offered"], "{s}");
+        assert_eq!(step["drops"], 0, "{s}");
+    }
+    let held = steps.iter().take_while(|st| st["held"] == true).count();
+    assert!(
+        held + 1 >= steps.len(),
+        "a step ran after one that failed: {s}"
+    );
+    let best = held
+        .checked_sub(1)
+        .map_or(0.0, |i| steps[i]["rate"].as_f64().unwrap());
+    assert_eq!(s["best_rate"].as_f64().unwrap(), best, "{s}");
 
     let h = bench(
         &url,
