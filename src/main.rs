@@ -2,6 +2,13 @@
 
 use clap::Parser;
 
+/// mimalloc rather than the system allocator: a send allocates and frees
+/// dozens of small buffers across threads (request, JSON, event, frames),
+/// and it cut the server's CPU per send by ~7 % (see BENCHMARKS.md), at
+/// ~0.9 KiB more RSS per idle socket.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = parley::cli::Cli::parse();
     parley::telemetry::init(cli.log_format);
