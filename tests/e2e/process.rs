@@ -4,8 +4,9 @@
 use std::{collections::HashSet, time::Duration};
 
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{binary, run_parley, Deployment, Frame, Process, User};
+use crate::helpers::{binary, run_parley, Deployment, Frame, Process, Socket, User};
 
 async fn snapshot(
     app: &crate::helpers::TestApp,
@@ -89,6 +90,9 @@ async fn sigterm_drains_and_replay_rebuilds_identical_read_models() {
         .filter(|m| m["to"] == b.id.as_str())
         .all(|m| m["read_at"].is_string()));
     let mut open_socket = app.socket(&a).await;
+    // A socket still inside its auth window is told too, rather than
+    // holding the drain up until the window closes it with 4401.
+    let mut unauthenticated = Socket::connect(app.ws_url().into_client_request().unwrap()).await;
     let pid = p.child.id().unwrap().to_string();
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -110,6 +114,10 @@ async fn sigterm_drains_and_replay_rebuilds_identical_read_models() {
             ),
         }
     }
+    assert!(
+        matches!(unauthenticated.frame().await, Frame::Closed(Some(1001))),
+        "a socket still authenticating hears 1001 at shutdown"
+    );
     let status = tokio::time::timeout(Duration::from_secs(20), p.child.wait())
         .await
         .expect("parley did not stop within 20 s of SIGTERM")

@@ -13,7 +13,7 @@ mod users;
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use parley_domain::{ports::HealthCheck, StoreError};
+use parley_domain::{ports::HealthCheck, retry::Backoff, StoreError};
 use scylla::{
     client::{session::Session, session_builder::SessionBuilder},
     errors::{DbError, ExecutionError, RequestAttemptError},
@@ -103,6 +103,31 @@ fn valid_keyspace(ks: &str) -> Result<(), StoreError> {
 /// Tries per schema statement before `migrate` gives up.
 const DDL_ATTEMPTS: u32 = 5;
 
+/// Runs `op` until it succeeds, fails for a reason other than
+/// [`StoreError::Unavailable`] (a bad statement will not get better), or
+/// has been tried `attempts` times, pausing with `backoff` between tries.
+async fn retry_unavailable<T, Fut>(
+    attempts: u32,
+    mut backoff: Backoff,
+    mut op: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(StoreError::Unavailable(e)) if attempt < attempts => {
+                let nap = backoff.next_delay();
+                tracing::warn!(error = %e, attempt, retry_in = ?nap, "schema change failed; trying again");
+                tokio::time::sleep(nap).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 async fn schema_migrate(session: &Session, config: &CqlConfig) -> Result<i32, StoreError> {
     let ks = &config.keyspace;
     // Every statement is idempotent (IF NOT EXISTS). A node that has just
@@ -110,18 +135,18 @@ async fn schema_migrate(session: &Session, config: &CqlConfig) -> Result<i32, St
     // out a DDL statement (or its schema agreement) that then succeeds on
     // a second try; only a lasting failure fails the migration.
     let ddl = |s: String| async move {
-        let mut attempt = 1;
-        loop {
-            match session.query_unpaged(s.as_str(), ()).await {
-                Ok(_) => return Ok(()),
-                Err(e) if attempt < DDL_ATTEMPTS => {
-                    tracing::warn!(error = %e, attempt, "schema change failed; trying again");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(execution_error(e)),
-            }
-        }
+        retry_unavailable(
+            DDL_ATTEMPTS,
+            Backoff::new(Duration::from_millis(500), Duration::from_secs(4)),
+            || async {
+                session
+                    .query_unpaged(s.as_str(), ())
+                    .await
+                    .map_err(execution_error)
+            },
+        )
+        .await
+        .map(drop)
     };
     ddl(format!(
         "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
@@ -228,4 +253,53 @@ pub(crate) fn execution_error(e: ExecutionError) -> StoreError {
 
 pub(crate) fn rows_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::unexpected(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn quick() -> Backoff {
+        Backoff::new(Duration::from_millis(1), Duration::from_millis(2))
+    }
+
+    /// Fails `failures.len()` times (a timeout where `true`, a bad
+    /// statement where `false`), then succeeds; returns the outcome and
+    /// how many times it was tried.
+    async fn run(failures: &[bool], attempts: u32) -> (Result<u32, StoreError>, u32) {
+        let tries = AtomicU32::new(0);
+        let out = retry_unavailable(attempts, quick(), || {
+            let n = tries.fetch_add(1, Ordering::SeqCst);
+            let outcome = match failures.get(n as usize) {
+                Some(true) => Err(StoreError::unavailable("timed out")),
+                Some(false) => Err(StoreError::unexpected("syntax error")),
+                None => Ok(n),
+            };
+            async move { outcome }
+        })
+        .await;
+        (out, tries.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_schema_change_is_tried_again() {
+        let (out, tries) = run(&[true, true], 5).await;
+        assert_eq!((out.ok(), tries), (Some(2), 3));
+    }
+
+    #[tokio::test]
+    async fn a_bad_statement_fails_at_once() {
+        let (out, tries) = run(&[true, false], 5).await;
+        assert!(matches!(out, Err(StoreError::Unexpected(_))), "{out:?}");
+        assert_eq!(tries, 2);
+    }
+
+    #[tokio::test]
+    async fn a_lasting_outage_gives_up_after_the_last_attempt() {
+        let (out, tries) = run(&[true; 10], 3).await;
+        assert!(matches!(out, Err(StoreError::Unavailable(_))), "{out:?}");
+        assert_eq!(tries, 3);
+    }
 }
