@@ -187,3 +187,63 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use parley_domain::{events::MessageSent, ConversationId, EventId, MessageBody, MessageId};
+
+    use super::*;
+
+    fn sent(from: UserId, to: UserId, offset: i64) -> RecordedEvent {
+        RecordedEvent {
+            position: LogPosition {
+                partition: 0,
+                offset,
+            },
+            id: EventId::new(),
+            at: Timestamp::now(),
+            event: Event::MessageSent(MessageSent {
+                message_id: MessageId::new(),
+                conversation_id: ConversationId::between(from, to),
+                from,
+                to,
+                body: MessageBody::from_trusted(format!("m{offset}")),
+                client_id: None,
+                sent_at: Timestamp::now(),
+            }),
+        }
+    }
+
+    /// A socket that stops draining its queue is cut loose once the queue
+    /// is full: it gets everything queued before, in order, then the end
+    /// of its stream (which the session turns into a 4008 close), and no
+    /// later event. Its neighbours keep receiving.
+    #[tokio::test]
+    async fn a_lagging_socket_is_cut_off_after_its_queue_not_skipped() {
+        let hub = Arc::new(Hub::starting_at(Watermark::default()));
+        let (alice, bob) = (UserId::new(), UserId::new());
+        let (_slow_reg, mut slow) = hub.register(bob);
+        let (_fast_reg, mut fast) = hub.register(bob);
+        let total = SOCKET_QUEUE as i64 + 10;
+        for offset in 0..total {
+            hub.dispatch(&[sent(alice, bob, offset)]);
+            let got = fast.recv().await.map(|p| p.position.offset);
+            assert_eq!(got, Some(offset), "the socket that keeps up misses nothing");
+        }
+        let mut queued = Vec::new();
+        let end = loop {
+            match slow.try_recv() {
+                Ok(p) => queued.push(p.position.offset),
+                Err(e) => break e,
+            }
+        };
+        let expected: Vec<i64> = (0..SOCKET_QUEUE as i64).collect();
+        assert_eq!(queued, expected, "what was queued arrives");
+        assert_eq!(
+            end,
+            mpsc::error::TryRecvError::Disconnected,
+            "then the stream ends"
+        );
+        assert_eq!(hub.lock().sockets.get(&bob).map(Vec::len), Some(1));
+    }
+}
