@@ -90,9 +90,23 @@ async fn sends_keep_working_while_cassandra_is_down_and_history_catches_up() {
     let mut b_sock = app.socket(&b).await;
     let mut sent = vec![app.send(&a, &b, "before").await["id"].clone()];
     b_sock.expect("message").await;
+    let carol = app.register("carol").await;
+    let r = app
+        .post("/v1/auth/logout", Some(&carol.token), json!({}))
+        .await;
+    assert_eq!(r.status, 204);
 
     infra("down", &["--keep-data", "cassandra"]);
     assert_eq!(app.get("/readyz", None).await.status, 503);
+    // Sessions are checked against the last answer while the store is
+    // away: a logged-out one stays logged out.
+    app.post(
+        "/v1/messages",
+        Some(&carol.token),
+        json!({"to": b.id, "body": "from a dead session"}),
+    )
+    .await
+    .problem(401);
     for i in 0..10 {
         let m = app.send(&a, &b, &format!("during {i}")).await;
         // Live pushes come from the log; they do not need the store.
