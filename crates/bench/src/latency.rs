@@ -125,8 +125,11 @@ impl Listeners {
             grace,
         } = plan;
         let start_us = self.epoch.elapsed().as_micros() as u64;
+        // One rule for both histograms: a sample counts when its intended
+        // send time is at or past this.
+        let counted_from = start_us + warmup.as_micros() as u64;
         if let Ok(mut w) = self.warmup_us.lock() {
-            w.insert(step, start_us + warmup.as_micros() as u64);
+            w.insert(step, counted_from);
         }
         let total = (rate * duration.as_secs_f64()).round() as u64;
         let outcome: Arc<Mutex<Sent>> =
@@ -142,7 +145,7 @@ impl Listeners {
             let to = (from + 1 + fastrand::usize(..users.len() - 1)) % users.len();
             let expected = self.per_user[to];
             let (target, users, outcome) = (target.clone(), users.clone(), outcome.clone());
-            let (epoch, counted) = (self.epoch, i as f64 >= warmup.as_secs_f64() * rate);
+            let (epoch, counted) = (self.epoch, intended_us >= counted_from);
             inflight.push(tokio::spawn(async move {
                 let body = format!("s{step}:{intended_us}");
                 let (status, id) = target.send(&users[from], &users[to], &body, true).await;
