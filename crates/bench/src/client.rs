@@ -11,6 +11,8 @@ use anyhow::{anyhow, bail, Context};
 use futures_util::{stream, SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::{TcpSocket, TcpStream};
+
+use crate::http1;
 use tokio_tungstenite::{
     tungstenite::{client::IntoClientRequest, Message as Ws},
     WebSocketStream,
@@ -38,9 +40,9 @@ pub struct Target {
     /// address's ephemeral ports do not cap the socket count.
     pub source_ips: u8,
     next_ip: std::sync::Arc<AtomicUsize>,
-    /// Parsed once: the load generator shares the machine with the server,
-    /// so its own cost per send is kept small.
-    messages_url: reqwest::Url,
+    /// Sends and history pages go through their own lean client (see
+    /// `http1`).
+    pub hot: std::sync::Arc<http1::Pool>,
 }
 
 impl Target {
@@ -57,9 +59,19 @@ impl Target {
                 .map(|u| u.trim_end_matches('/').to_owned())
                 .collect()
         };
-        let messages_url = reqwest::Url::parse(&format!("{url}/v1/messages"))?;
+        let parsed = reqwest::Url::parse(&url).with_context(|| format!("bad URL {url}"))?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| anyhow!("no host in {url}"))?
+            .trim_matches(['[', ']']);
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .with_context(|| format!("resolve {host}"))?
+            .min_by_key(|a| !a.is_ipv4())
+            .ok_or_else(|| anyhow!("{host} resolves to no address"))?;
+        let hot = http1::Pool::new(addr, format!("{host}:{port}"));
         Ok(Self {
-            messages_url,
+            hot: std::sync::Arc::new(hot),
             http,
             url,
             ws,
@@ -109,40 +121,26 @@ impl Target {
         want_id: bool,
     ) -> (u16, Option<String>) {
         let json = format!(r#"{{"to":"{}","body":"{body}"}}"#, to.id);
-        let r = self
-            .http
-            .post(self.messages_url.clone())
-            .header("authorization", format!("Bearer {}", from.token))
-            .header("content-type", "application/json")
-            .body(json)
-            .send()
-            .await;
-        match r {
-            Err(_) => (0, None),
-            Ok(r) => {
-                let status = r.status().as_u16();
-                if status != 202 || !want_id {
-                    // Drain the body so the connection is reused.
-                    let _ = r.bytes().await;
-                    return (status, None);
-                }
-                #[derive(serde::Deserialize)]
-                struct Accepted {
-                    message: Id,
-                }
-                #[derive(serde::Deserialize)]
-                struct Id {
-                    id: String,
-                }
-                let id = r
-                    .bytes()
-                    .await
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Accepted>(&b).ok())
-                    .map(|a| a.message.id);
-                (status, id)
-            }
+        let answer = match self.hot.post_json("/v1/messages", &from.token, &json).await {
+            Ok(a) => a,
+            Err(_) => return (0, None),
+        };
+        if answer.status != 202 || !want_id {
+            return (answer.status, None);
         }
+        #[derive(serde::Deserialize)]
+        struct Accepted<'a> {
+            #[serde(borrow)]
+            message: Id<'a>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Id<'a> {
+            id: &'a str,
+        }
+        let id = serde_json::from_slice::<Accepted>(&answer.body)
+            .ok()
+            .map(|a| a.message.id.to_owned());
+        (answer.status, id)
     }
 
     /// An authenticated socket that has seen its `ready` frame. Sockets go

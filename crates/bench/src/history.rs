@@ -170,21 +170,21 @@ async fn get_page(
     peer: &User,
     before: Option<&str>,
 ) -> anyhow::Result<(Duration, Page)> {
-    let mut url = format!(
-        "{}/v1/conversations/{}/messages?limit={PAGE}",
-        target.url, peer.id
-    );
+    let mut path = format!("/v1/conversations/{}/messages?limit={PAGE}", peer.id);
     if let Some(c) = before {
-        url.push_str("&before=");
-        url.push_str(c);
+        path.push_str("&before=");
+        path.push_str(c);
     }
     let t = Instant::now();
-    let r = target.http.get(url).bearer_auth(&me.token).send().await?;
-    let status = r.status();
-    let body = r.bytes().await?;
+    let r = target.hot.get(&path, &me.token).await?;
     let took = t.elapsed();
-    if status != 200 {
-        bail!("history page: {status} {}", String::from_utf8_lossy(&body));
+    let body = r.body;
+    if r.status != 200 {
+        bail!(
+            "history page: {} {}",
+            r.status,
+            String::from_utf8_lossy(&body)
+        );
     }
     Ok((took, serde_json::from_slice(&body)?))
 }

@@ -4,6 +4,7 @@
 
 mod client;
 mod history;
+mod http1;
 mod latency;
 mod reconnect;
 mod report;

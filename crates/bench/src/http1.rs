@@ -1,0 +1,253 @@
+//! The send path's HTTP/1.1 client: keep-alive connections kept in a
+//! stack, each request written in one `write` and its answer parsed in
+//! place.
+//!
+//! The load generator shares the two cores with the server, so every
+//! microsecond it spends per send is one the server does not get. A
+//! general-purpose client (reqwest over hyper's pool) cost ~64 µs of CPU per
+//! send here, for URL parsing, header maps, a pool checkout and a hop to the
+//! connection's own task; this one costs ~17 µs, most of it the kernel's.
+//! Sends and history pages are the requests the benches make by the
+//! thousand per second, so they go through here; everything else keeps
+//! reqwest.
+
+use std::{net::SocketAddr, sync::Mutex, time::Duration};
+
+use anyhow::{bail, Context};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// Longest a send may take before it counts as failed (status 0).
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// An answer with a head or body larger than this is a protocol error.
+const MAX_ANSWER: usize = 1024 * 1024;
+
+/// An HTTP status and body.
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Keep-alive connections to one server, reused last-in first-out so the
+/// busiest ones stay warm.
+pub struct Pool {
+    addr: SocketAddr,
+    host: String,
+    idle: Mutex<Vec<Conn>>,
+}
+
+struct Conn {
+    stream: TcpStream,
+    /// The request being written, then the answer being read; kept so a
+    /// connection allocates once.
+    buf: Vec<u8>,
+}
+
+impl Pool {
+    /// `host` is what the `Host` header says (`127.0.0.1:8080`).
+    pub fn new(addr: SocketAddr, host: String) -> Self {
+        Self {
+            addr,
+            host,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// `POST path` with a JSON body and a bearer token.
+    pub async fn post_json(&self, path: &str, token: &str, json: &str) -> anyhow::Result<Answer> {
+        self.request("POST", path, token, Some(json)).await
+    }
+
+    /// `GET path` with a bearer token.
+    pub async fn get(&self, path: &str, token: &str) -> anyhow::Result<Answer> {
+        self.request("GET", path, token, None).await
+    }
+
+    /// One request on an idle connection, or a new one. A connection that
+    /// failed or that the server asked to close is not reused.
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        json: Option<&str>,
+    ) -> anyhow::Result<Answer> {
+        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let mut conn = match idle {
+            Some(c) => c,
+            None => {
+                let stream = TcpStream::connect(self.addr)
+                    .await
+                    .with_context(|| format!("connect to {}", self.addr))?;
+                stream.set_nodelay(true)?;
+                Conn {
+                    stream,
+                    buf: Vec::with_capacity(1024),
+                }
+            }
+        };
+        let (answer, keep) = tokio::time::timeout(
+            TIMEOUT,
+            conn.exchange(&self.host, method, path, token, json),
+        )
+        .await
+        .context("no answer in time")??;
+        if keep {
+            if let Ok(mut v) = self.idle.lock() {
+                v.push(conn);
+            }
+        }
+        Ok(answer)
+    }
+}
+
+impl Conn {
+    /// One request and its answer; also whether the connection may be
+    /// reused.
+    async fn exchange(
+        &mut self,
+        host: &str,
+        method: &str,
+        path: &str,
+        token: &str,
+        json: Option<&str>,
+    ) -> anyhow::Result<(Answer, bool)> {
+        use std::io::Write;
+        self.buf.clear();
+        write!(
+            self.buf,
+            "{method} {path} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\n"
+        )?;
+        match json {
+            Some(json) => write!(
+                self.buf,
+                "content-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+                json.len()
+            )?,
+            None => self.buf.extend_from_slice(b"\r\n"),
+        }
+        self.stream.write_all(&self.buf).await?;
+        self.buf.clear();
+        loop {
+            if self.buf.len() >= MAX_ANSWER {
+                bail!("answer head larger than {MAX_ANSWER} bytes");
+            }
+            if read_more(&mut self.stream, &mut self.buf).await? == 0 {
+                bail!("connection closed before the answer");
+            }
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut head = httparse::Response::new(&mut headers);
+            let httparse::Status::Complete(head_len) = head.parse(&self.buf)? else {
+                continue;
+            };
+            let status = head.code.unwrap_or(0);
+            let mut length = None;
+            let mut keep = head.version == Some(1);
+            for h in head.headers.iter() {
+                if h.name.eq_ignore_ascii_case("content-length") {
+                    length = std::str::from_utf8(h.value)
+                        .ok()
+                        .and_then(|v| v.trim().parse::<usize>().ok());
+                } else if h.name.eq_ignore_ascii_case("connection") {
+                    keep &= !h.value.eq_ignore_ascii_case(b"close");
+                }
+            }
+            // Every Parley answer carries a length; anything else (chunked,
+            // read-until-close) is not worth supporting here.
+            let length = length.context("answer without content-length")?;
+            if length > MAX_ANSWER {
+                bail!("answer body of {length} bytes");
+            }
+            while self.buf.len() < head_len + length {
+                if read_more(&mut self.stream, &mut self.buf).await? == 0 {
+                    bail!("connection closed inside the answer");
+                }
+            }
+            // Nothing was asked for beyond this answer, so trailing bytes
+            // mean the stream is out of step.
+            keep &= self.buf.len() == head_len + length;
+            let body = self.buf[head_len..head_len + length].to_vec();
+            return Ok((Answer { status, body }, keep));
+        }
+    }
+}
+
+/// Appends what the socket has to `buf`; 0 at end of stream.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    buf.reserve(4096);
+    stream.read_buf(buf).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A peer that answers each request with the given byte chunks, written
+    /// separately so the client sees the answer arrive in pieces.
+    async fn peer(answers: Vec<Vec<&'static [u8]>>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            for chunks in answers {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await.unwrap();
+                for c in chunks {
+                    s.write_all(c).await.unwrap();
+                    s.flush().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        });
+        addr
+    }
+
+    fn idle(pool: &Pool) -> usize {
+        pool.idle.lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn an_answer_in_pieces_is_read_whole_and_the_connection_kept() {
+        let addr = peer(vec![vec![
+            b"HTTP/1.1 202 Accepted\r\ncontent-le",
+            b"ngth: 11\r\n\r\n{\"a\":",
+            b"\"bcd\"}",
+        ]])
+        .await;
+        let pool = Pool::new(addr, addr.to_string());
+        let a = pool.post_json("/v1/messages", "t", "{}").await.unwrap();
+        assert_eq!(a.status, 202);
+        assert_eq!(a.body, b"{\"a\":\"bcd\"}");
+        assert_eq!(
+            idle(&pool),
+            1,
+            "a complete keep-alive answer keeps its connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closes_or_breaks_is_not_reused() {
+        let addr = peer(vec![vec![
+            b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 2\r\n\r\nno",
+        ]])
+        .await;
+        let pool = Pool::new(addr, addr.to_string());
+        let a = pool.get("/x", "t").await.unwrap();
+        assert_eq!((a.status, a.body.as_slice()), (400, &b"no"[..]));
+        assert_eq!(idle(&pool), 0);
+
+        let addr = peer(vec![vec![
+            b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nabc",
+        ]])
+        .await;
+        let pool = Pool::new(addr, addr.to_string());
+        assert!(
+            pool.get("/x", "t").await.is_err(),
+            "a body cut short is an error"
+        );
+        assert_eq!(idle(&pool), 0);
+    }
+}
