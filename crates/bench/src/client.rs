@@ -60,12 +60,15 @@ impl Target {
                 .collect()
         };
         let parsed = reqwest::Url::parse(&url).with_context(|| format!("bad URL {url}"))?;
+        if parsed.scheme() != "http" {
+            bail!("{url}: the load generator speaks plain HTTP (it runs beside the server)");
+        }
+        // `host_str` keeps an IPv6 address's brackets, as `Host` wants them.
         let host = parsed
             .host_str()
-            .ok_or_else(|| anyhow!("no host in {url}"))?
-            .trim_matches(['[', ']']);
+            .ok_or_else(|| anyhow!("no host in {url}"))?;
         let port = parsed.port_or_known_default().unwrap_or(80);
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.trim_matches(['[', ']']), port))
             .with_context(|| format!("resolve {host}"))?
             .min_by_key(|a| !a.is_ipv4())
             .ok_or_else(|| anyhow!("{host} resolves to no address"))?;
