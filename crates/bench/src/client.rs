@@ -11,12 +11,12 @@ use anyhow::{anyhow, bail, Context};
 use futures_util::{stream, SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::{TcpSocket, TcpStream};
-
-use crate::http1;
 use tokio_tungstenite::{
     tungstenite::{client::IntoClientRequest, Message as Ws},
     WebSocketStream,
 };
+
+use crate::http1;
 
 pub const PASSWORD: &str = "parley bench password";
 
@@ -72,7 +72,9 @@ impl Target {
             .with_context(|| format!("resolve {host}"))?
             .min_by_key(|a| !a.is_ipv4())
             .ok_or_else(|| anyhow!("{host} resolves to no address"))?;
-        let hot = http1::Pool::new(addr, format!("{host}:{port}"));
+        // A base URL with a path (behind a proxy's prefix) keeps it.
+        let prefix = parsed.path().trim_end_matches('/').to_owned();
+        let hot = http1::Pool::new(addr, format!("{host}:{port}"), prefix);
         Ok(Self {
             hot: std::sync::Arc::new(hot),
             http,

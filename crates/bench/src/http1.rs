@@ -35,6 +35,8 @@ pub struct Answer {
 pub struct Pool {
     addr: SocketAddr,
     host: String,
+    /// Put before every request's path.
+    prefix: String,
     idle: Mutex<Vec<Conn>>,
 }
 
@@ -46,11 +48,13 @@ struct Conn {
 }
 
 impl Pool {
-    /// `host` is what the `Host` header says (`127.0.0.1:8080`).
-    pub fn new(addr: SocketAddr, host: String) -> Self {
+    /// `host` is what the `Host` header says (`127.0.0.1:8080`); `prefix`
+    /// goes before every path (empty, or `/base` without a trailing slash).
+    pub fn new(addr: SocketAddr, host: String, prefix: String) -> Self {
         Self {
             addr,
             host,
+            prefix,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -90,7 +94,7 @@ impl Pool {
         };
         let (answer, keep) = tokio::time::timeout(
             TIMEOUT,
-            conn.exchange(&self.host, method, path, token, json),
+            conn.exchange(&self.host, method, &self.prefix, path, token, json),
         )
         .await
         .context("no answer in time")??;
@@ -110,6 +114,7 @@ impl Conn {
         &mut self,
         host: &str,
         method: &str,
+        prefix: &str,
         path: &str,
         token: &str,
         json: Option<&str>,
@@ -118,7 +123,7 @@ impl Conn {
         self.buf.clear();
         write!(
             self.buf,
-            "{method} {path} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\n"
+            "{method} {prefix}{path} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\n"
         )?;
         match json {
             Some(json) => write!(
@@ -217,7 +222,7 @@ mod tests {
             b"\"bcd\"}",
         ]])
         .await;
-        let pool = Pool::new(addr, addr.to_string());
+        let pool = Pool::new(addr, addr.to_string(), String::new());
         let a = pool.post_json("/v1/messages", "t", "{}").await.unwrap();
         assert_eq!(a.status, 202);
         assert_eq!(a.body, b"{\"a\":\"bcd\"}");
@@ -234,7 +239,7 @@ mod tests {
             b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 2\r\n\r\nno",
         ]])
         .await;
-        let pool = Pool::new(addr, addr.to_string());
+        let pool = Pool::new(addr, addr.to_string(), String::new());
         let a = pool.get("/x", "t").await.unwrap();
         assert_eq!((a.status, a.body.as_slice()), (400, &b"no"[..]));
         assert_eq!(idle(&pool), 0);
@@ -243,7 +248,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nabc",
         ]])
         .await;
-        let pool = Pool::new(addr, addr.to_string());
+        let pool = Pool::new(addr, addr.to_string(), String::new());
         assert!(
             pool.get("/x", "t").await.is_err(),
             "a body cut short is an error"
