@@ -191,15 +191,20 @@ mod tests {
     use tokio::net::TcpListener;
 
     /// A peer that answers each request with the given byte chunks, written
-    /// separately so the client sees the answer arrive in pieces.
-    async fn peer(answers: Vec<Vec<&'static [u8]>>) -> SocketAddr {
+    /// separately so the client sees the answer arrive in pieces. The
+    /// requests it read come back through the receiver.
+    async fn peer(
+        answers: Vec<Vec<&'static [u8]>>,
+    ) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
             for chunks in answers {
                 let mut buf = vec![0u8; 4096];
-                let _ = s.read(&mut buf).await.unwrap();
+                let n = s.read(&mut buf).await.unwrap();
+                let _ = tx.send(buf[..n].to_vec());
                 for c in chunks {
                     s.write_all(c).await.unwrap();
                     s.flush().await.unwrap();
@@ -207,7 +212,7 @@ mod tests {
                 }
             }
         });
-        addr
+        (addr, rx)
     }
 
     fn idle(pool: &Pool) -> usize {
@@ -216,14 +221,22 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_in_pieces_is_read_whole_and_the_connection_kept() {
-        let addr = peer(vec![vec![
+        let (addr, mut requests) = peer(vec![vec![
             b"HTTP/1.1 202 Accepted\r\ncontent-le",
             b"ngth: 11\r\n\r\n{\"a\":",
             b"\"bcd\"}",
         ]])
         .await;
-        let pool = Pool::new(addr, addr.to_string(), String::new());
+        let pool = Pool::new(addr, addr.to_string(), "/base".into());
         let a = pool.post_json("/v1/messages", "t", "{}").await.unwrap();
+        assert_eq!(
+            String::from_utf8(requests.recv().await.unwrap()).unwrap(),
+            format!(
+                "POST /base/v1/messages HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer t\r\n\
+                 content-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}"
+            ),
+            "the base URL's path, the token and the body's length are on the wire"
+        );
         assert_eq!(a.status, 202);
         assert_eq!(a.body, b"{\"a\":\"bcd\"}");
         assert_eq!(
@@ -235,7 +248,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_the_server_closes_or_breaks_is_not_reused() {
-        let addr = peer(vec![vec![
+        let (addr, _) = peer(vec![vec![
             b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 2\r\n\r\nno",
         ]])
         .await;
@@ -244,7 +257,7 @@ mod tests {
         assert_eq!((a.status, a.body.as_slice()), (400, &b"no"[..]));
         assert_eq!(idle(&pool), 0);
 
-        let addr = peer(vec![vec![
+        let (addr, _) = peer(vec![vec![
             b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nabc",
         ]])
         .await;
