@@ -41,6 +41,10 @@ use crate::{
 const WRITE_CONCURRENCY: usize = 128;
 /// Buckets fetched per bucket-list read when paging a timeline.
 const BUCKETS_PER_READ: i32 = 16;
+/// How far another server's clock may run ahead of this one's. A first
+/// page starts at the bucket of `now` plus this, so a message stamped by
+/// such a clock just past a bucket boundary is still on it.
+const MAX_CLOCK_AHEAD_MS: i64 = 3_600_000;
 /// `delivered_at` is written at `INVERT - at`: the earliest delivery has
 /// the highest write timestamp and wins (year ~2096 in microseconds).
 const INVERT: i64 = 4_000_000_000_000_000;
@@ -383,6 +387,67 @@ impl Cql {
         markers.stamp(&mut m);
         Ok(Some(m))
     }
+
+    /// The newest `limit` timeline rows below `before`. A page almost
+    /// always lies in one bucket, the one its cursor names (or, for the
+    /// first page, the clock), so that bucket is read straight away and
+    /// the bucket list is asked only for what is left below it: one read
+    /// per page instead of two, where the reads are what a history page
+    /// costs on a busy store.
+    async fn page_rows(
+        &self,
+        conv: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        // "~" sorts after every id, so "no cursor" is the same slice.
+        let below = before.map_or_else(|| "~".to_owned(), |b| b.to_string());
+        let first = match before {
+            Some(b) => bucket_of(b.timestamp().millis()),
+            None => bucket_of(Timestamp::now().millis() + MAX_CLOCK_AHEAD_MS),
+        };
+        let mut out = self.bucket_rows(conv, first, &below, limit).await?;
+        let mut from_bucket = first - 1;
+        while out.len() < limit {
+            let buckets: Vec<(i64,)> = rows(
+                self.run(
+                    &self.st.buckets_before,
+                    (conv, from_bucket, BUCKETS_PER_READ),
+                )
+                .await?,
+            )?;
+            let exhausted = buckets.len() < BUCKETS_PER_READ as usize;
+            for (bucket,) in buckets {
+                let more = self
+                    .bucket_rows(conv, bucket, &below, limit - out.len())
+                    .await?;
+                out.extend(more);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                from_bucket = bucket - 1;
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` rows of one bucket below `below`, newest first.
+    async fn bucket_rows(
+        &self,
+        conv: &str,
+        bucket: i64,
+        below: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let want = i32::try_from(limit).unwrap_or(i32::MAX);
+        rows(
+            self.run(&self.st.timeline_page, (conv, bucket, below, want))
+                .await?,
+        )
+    }
 }
 
 #[async_trait]
@@ -443,43 +508,16 @@ impl TimelineReader for Cql {
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
         let conv = conversation.to_string();
-        // "~" sorts after every id, so "no cursor" is the same slice.
-        let below = before.map_or_else(|| "~".to_owned(), |b| b.to_string());
-        let mut from_bucket = before.map_or(i64::MAX, |b| bucket_of(b.timestamp().millis()));
-        let (markers, mut out) = (self.markers(&conv).await?, Vec::with_capacity(limit));
-        'buckets: while out.len() < limit {
-            let buckets: Vec<(i64,)> = rows(
-                self.run(
-                    &self.st.buckets_before,
-                    (conv.as_str(), from_bucket, BUCKETS_PER_READ),
-                )
-                .await?,
-            )?;
-            let exhausted = buckets.len() < BUCKETS_PER_READ as usize;
-            for (bucket,) in buckets {
-                let want = (limit - out.len()) as i32;
-                let found: Vec<MessageRow> = rows(
-                    self.run(
-                        &self.st.timeline_page,
-                        (conv.as_str(), bucket, below.as_str(), want),
-                    )
-                    .await?,
-                )?;
-                for r in found {
-                    let mut m = message_from_row(r)?;
-                    markers.stamp(&mut m);
-                    out.push(m);
-                }
-                if out.len() >= limit {
-                    break 'buckets;
-                }
-                from_bucket = bucket - 1;
-            }
-            if exhausted {
-                break;
-            }
-        }
-        Ok(out)
+        let (markers, found) =
+            tokio::try_join!(self.markers(&conv), self.page_rows(&conv, before, limit))?;
+        found
+            .into_iter()
+            .map(|r| {
+                let mut m = message_from_row(r)?;
+                markers.stamp(&mut m);
+                Ok(m)
+            })
+            .collect()
     }
 
     async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
@@ -502,15 +540,25 @@ impl TimelineReader for Cql {
         let mut cursor = after.to_string();
         let mut wanted: Vec<(String, MessageId)> = Vec::new();
         let mut from_bucket = bucket_of(after.timestamp().millis());
+        // Most resumes are after a message of the current bucket, and no
+        // later bucket can hold anything yet: that bucket is read without
+        // asking the bucket list, which is one read fewer per socket when
+        // a whole ws-push instance's sockets come back at once.
+        let newest = bucket_of(Timestamp::now().millis() + MAX_CLOCK_AHEAD_MS);
         'buckets: loop {
-            let buckets: Vec<(i64,)> = rows(
-                self.run(
-                    &self.st.feed_buckets_from,
-                    (uid.as_str(), from_bucket, BUCKETS_PER_READ),
-                )
-                .await?,
-            )?;
-            let exhausted = buckets.len() < BUCKETS_PER_READ as usize;
+            let (buckets, exhausted) = if from_bucket >= newest {
+                (vec![(from_bucket,)], true)
+            } else {
+                let listed: Vec<(i64,)> = rows(
+                    self.run(
+                        &self.st.feed_buckets_from,
+                        (uid.as_str(), from_bucket, BUCKETS_PER_READ),
+                    )
+                    .await?,
+                )?;
+                let exhausted = listed.len() < BUCKETS_PER_READ as usize;
+                (listed, exhausted)
+            };
             for (bucket,) in buckets {
                 loop {
                     let page = limit as i32;
