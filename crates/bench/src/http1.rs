@@ -38,6 +38,8 @@ pub struct Pool {
     /// Put before every request's path.
     prefix: String,
     idle: Mutex<Vec<Conn>>,
+    /// [`TIMEOUT`]; shorter in tests.
+    timeout: Duration,
 }
 
 struct Conn {
@@ -56,6 +58,7 @@ impl Pool {
             host,
             prefix,
             idle: Mutex::new(Vec::new()),
+            timeout: TIMEOUT,
         }
     }
 
@@ -93,7 +96,7 @@ impl Pool {
             }
         };
         let (answer, keep) = tokio::time::timeout(
-            TIMEOUT,
+            self.timeout,
             conn.exchange(&self.host, method, &self.prefix, path, token, json),
         )
         .await
@@ -267,5 +270,30 @@ mod tests {
             "a body cut short is an error"
         );
         assert_eq!(idle(&pool), 0);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_down_or_silent_is_an_error_not_a_hang() {
+        let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = gone.local_addr().unwrap();
+        drop(gone);
+        let pool = Pool::new(addr, addr.to_string(), String::new());
+        let e = pool.get("/x", "t").await.err().expect("nothing listens");
+        assert!(format!("{e:#}").contains(&addr.to_string()), "{e:#}");
+
+        // Accepts, reads the request, never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let mut pool = Pool::new(addr, addr.to_string(), String::new());
+        pool.timeout = Duration::from_millis(200);
+        let e = pool.get("/x", "t").await.err().expect("no answer");
+        assert!(format!("{e:#}").contains("no answer in time"), "{e:#}");
+        assert_eq!(idle(&pool), 0, "a connection that timed out is dropped");
     }
 }
