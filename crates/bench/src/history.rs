@@ -32,9 +32,8 @@ pub async fn run(
     let u = crate::users(target, run_id, 4).await?;
     let (big, tiny) = ((&u[0], &u[1]), (&u[2], &u[3]));
     let seeded = Instant::now();
-    seed(target, big, messages).await?;
+    seed(target, [(big, messages), (tiny, small)]).await?;
     let seed_secs = seeded.elapsed().as_secs_f64();
-    seed(target, tiny, small).await?;
 
     // Both conversations are read once before the measured walks, so the
     // ratio compares sizes under the same cache conditions: unmeasured,
@@ -67,7 +66,7 @@ pub async fn run(
     r.number(
         "seed_per_sec",
         "seeding rate (HTTP sends)",
-        messages as f64 / seed_secs,
+        (messages + small) as f64 / seed_secs,
         "msg/s",
     );
     r.latency(
@@ -96,18 +95,32 @@ pub async fn run(
     Ok(r)
 }
 
-/// Sends `n` messages in the conversation (alternating direction) through
-/// the real append path, then waits until the newest is readable.
-async fn seed(target: &Target, (a, b): (&User, &User), n: usize) -> anyhow::Result<()> {
-    eprintln!("seeding {n} messages...");
+/// Sends each conversation's messages (alternating direction) through the
+/// real append path, then waits until the newest of each is readable. The
+/// small conversation's messages are spread evenly among the big one's, as
+/// a real conversation's are spread over time: seeded in one burst after
+/// the big one, it sat in one place of the store (one SSTable on
+/// Cassandra) while the big one spanned many, and the ratio measured that
+/// rather than the conversations' sizes.
+async fn seed(target: &Target, convs: [((&User, &User), usize); 2]) -> anyhow::Result<()> {
+    let [(big, n_big), (small, n_small)] = convs;
+    let n = n_big + n_small;
+    eprintln!("seeding {n_big} + {n_small} messages...");
     let done = AtomicU64::new(0);
     let progress = std::sync::Mutex::new(Progress::default());
-    let newest = std::sync::Mutex::new(None::<uuid::Uuid>);
+    let newest = [
+        std::sync::Mutex::new(None::<uuid::Uuid>),
+        std::sync::Mutex::new(None::<uuid::Uuid>),
+    ];
     let failures = AtomicU64::new(0);
     stream::iter(0..n)
         .for_each_concurrent(64, |i| {
+            // Message i is the small conversation's when it crosses the next
+            // multiple of n / n_small.
+            let c = usize::from((i + 1) * n_small / n > i * n_small / n);
+            let (a, b) = if c == 1 { small } else { big };
             let (from, to) = if i % 2 == 0 { (a, b) } else { (b, a) };
-            let (done, progress, newest, failures) = (&done, &progress, &newest, &failures);
+            let (done, progress, newest, failures) = (&done, &progress, &newest[c], &failures);
             async move {
                 let (status, id) = target.send(from, to, &format!("history{i}"), true).await;
                 if status != 202 {
@@ -130,23 +143,26 @@ async fn seed(target: &Target, (a, b): (&User, &User), n: usize) -> anyhow::Resu
     if failed > 0 {
         bail!("{failed} of {n} seeding sends failed");
     }
-    let newest = newest
-        .lock()
-        .ok()
-        .and_then(|m| *m)
-        .context("nothing was sent")?
-        .to_string();
     let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let page = get_page(target, a, b, None).await?.1;
-        if page.messages.first().map(|m| m.id.as_str()) == Some(newest.as_str()) {
-            return Ok(());
+    for ((a, b), newest) in [big, small].into_iter().zip(&newest) {
+        let newest = newest
+            .lock()
+            .ok()
+            .and_then(|m| *m)
+            .context("nothing was sent")?
+            .to_string();
+        loop {
+            let page = get_page(target, a, b, None).await?.1;
+            if page.messages.first().map(|m| m.id.as_str()) == Some(newest.as_str()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the newest message never became readable");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if Instant::now() > deadline {
-            bail!("the newest message never became readable");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    Ok(())
 }
 
 /// What the bench needs from a page; the messages themselves are checked
