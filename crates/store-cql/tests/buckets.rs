@@ -7,8 +7,8 @@
 use parley_domain::{
     events::MessageSent,
     ports::{ReadModelWriter, TimelineReader},
-    ConversationId, Event, EventId, LogPosition, MessageBody, MessageId, RecordedEvent, Timestamp,
-    UserId, Watermark,
+    ConversationId, Event, EventId, LogPosition, Message, MessageBody, MessageId, RecordedEvent,
+    Timestamp, UserId, Watermark,
 };
 use parley_store_cql::{bucket_of, Cql, CqlConfig, BUCKET_MS};
 
@@ -75,6 +75,26 @@ fn bucket_start(back: i64) -> i64 {
     (bucket_of(Timestamp::now().millis()) - back) * BUCKET_MS
 }
 
+/// Applies, oldest bucket first, `n` messages between `a` and `b` at the
+/// start of each `(back, n)` bucket; the events in log order.
+async fn apply_in_buckets(
+    store: &Cql,
+    (a, b): (UserId, UserId),
+    buckets: &[(i64, usize)],
+    offset: &mut i64,
+) -> Vec<RecordedEvent> {
+    let events: Vec<RecordedEvent> = buckets
+        .iter()
+        .flat_map(|&(back, n)| messages(a, b, bucket_start(back), n, offset))
+        .collect();
+    store.apply(&events).await.expect("apply");
+    events
+}
+
+fn ids_of(page: &[Message]) -> Vec<MessageId> {
+    page.iter().map(|m| m.id).collect()
+}
+
 #[tokio::test]
 async fn pages_walk_every_bucket_newest_first() {
     let store = store().await;
@@ -82,10 +102,7 @@ async fn pages_walk_every_bucket_newest_first() {
     let mut offset = 0;
     // Three buckets with a gap between the first two: the current one,
     // one two buckets back, and one four back, each with 30 messages.
-    let mut events = messages(a, b, bucket_start(4), 30, &mut offset);
-    events.extend(messages(a, b, bucket_start(2), 30, &mut offset));
-    events.extend(messages(a, b, bucket_start(0), 30, &mut offset));
-    store.apply(&events).await.expect("apply");
+    let events = apply_in_buckets(&store, (a, b), &[(4, 30), (2, 30), (0, 30)], &mut offset).await;
 
     let mut want = ids(&events);
     want.reverse();
@@ -107,15 +124,14 @@ async fn pages_walk_every_bucket_newest_first() {
 
     // A page that starts in an empty bucket finds the older ones below it.
     let quiet = (UserId::new(), UserId::new());
-    let old = messages(quiet.0, quiet.1, bucket_start(3), 5, &mut offset);
-    store.apply(&old).await.expect("apply");
+    let old = apply_in_buckets(&store, quiet, &[(3, 5)], &mut offset).await;
     let first = store
         .page(ConversationId::between(quiet.0, quiet.1), None, 20)
         .await
         .expect("page");
     let mut want = ids(&old);
     want.reverse();
-    assert_eq!(first.iter().map(|m| m.id).collect::<Vec<_>>(), want);
+    assert_eq!(ids_of(&first), want);
 }
 
 #[tokio::test]
@@ -123,10 +139,7 @@ async fn a_resume_reads_every_later_bucket_oldest_first() {
     let store = store().await;
     let (a, b) = (UserId::new(), UserId::new());
     let mut offset = 0;
-    let mut events = messages(a, b, bucket_start(3), 4, &mut offset);
-    events.extend(messages(a, b, bucket_start(1), 4, &mut offset));
-    events.extend(messages(a, b, bucket_start(0), 4, &mut offset));
-    store.apply(&events).await.expect("apply");
+    let events = apply_in_buckets(&store, (a, b), &[(3, 4), (1, 4), (0, 4)], &mut offset).await;
     let all = ids(&events);
     let mut upto = Watermark::default();
     upto.advance(LogPosition {
@@ -140,19 +153,13 @@ async fn a_resume_reads_every_later_bucket_oldest_first() {
         .for_user_after(b, all[1], &upto, 100)
         .await
         .expect("resume");
-    assert_eq!(
-        backlog.iter().map(|m| m.id).collect::<Vec<_>>(),
-        all[2..].to_vec()
-    );
+    assert_eq!(ids_of(&backlog), all[2..].to_vec());
     // After a message of the current bucket: only what follows it there.
     let backlog = store
         .for_user_after(a, all[9], &upto, 100)
         .await
         .expect("resume");
-    assert_eq!(
-        backlog.iter().map(|m| m.id).collect::<Vec<_>>(),
-        all[10..].to_vec()
-    );
+    assert_eq!(ids_of(&backlog), all[10..].to_vec());
     // Positions the watermark does not cover are left to the live stream.
     let mut short = Watermark::default();
     short.advance(LogPosition {
