@@ -172,3 +172,42 @@ async fn a_resume_reads_every_later_bucket_oldest_first() {
         .expect("resume");
     assert!(backlog.is_empty(), "{backlog:?}");
 }
+
+#[tokio::test]
+async fn walks_past_one_read_of_the_bucket_list() {
+    let store = store().await;
+    let (a, b) = (UserId::new(), UserId::new());
+    let mut offset = 0;
+    // One message in each of 20 buckets: more than one read of the bucket
+    // list returns (16), for pages and for resumes alike.
+    let spread: Vec<(i64, usize)> = (0..20).rev().map(|back| (back, 1)).collect();
+    let events = apply_in_buckets(&store, (a, b), &spread, &mut offset).await;
+    let all = ids(&events);
+    let conv = ConversationId::between(a, b);
+
+    let mut newest_first = all.clone();
+    newest_first.reverse();
+    let whole = store.page(conv, None, 50).await.expect("page");
+    assert_eq!(
+        ids_of(&whole),
+        newest_first,
+        "one page spans all 20 buckets"
+    );
+    let below = store.page(conv, Some(all[19]), 50).await.expect("page");
+    assert_eq!(ids_of(&below), newest_first[1..].to_vec());
+
+    let mut upto = Watermark::default();
+    upto.advance(LogPosition {
+        partition: 0,
+        offset,
+    });
+    let backlog = store
+        .for_user_after(b, all[0], &upto, 100)
+        .await
+        .expect("resume");
+    assert_eq!(
+        ids_of(&backlog),
+        all[1..].to_vec(),
+        "every later bucket, oldest first"
+    );
+}
