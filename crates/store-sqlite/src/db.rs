@@ -47,8 +47,8 @@ impl Drop for Db {
 /// fsync waits behind it on the same disk. The read models write ~18 KiB
 /// of WAL per message. At 2,000 msg/s (1,000 sockets) send → push p99 was
 /// 28-36 ms with a checkpoint every 100 ms, 14-18 ms every 10 ms, 13-14.5
-/// ms every 5 ms and 13.3 ms every 2 ms; without read-model checkpoints
-/// the log's commits stay under 10 ms. Every 5 ms costs the projector
+/// ms every 5 ms and 13.3 ms every 2 ms (a build without read-model
+/// checkpoints gave 6.5 ms at 1,000 msg/s). Every 5 ms costs the projector
 /// ~7 % (38,600 -> 35,800 events/s).
 const MAIN_CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
 /// The log's own checkpoints did not stall its commits (p99 6.1 ms with
