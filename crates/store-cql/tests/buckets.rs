@@ -95,6 +95,16 @@ fn ids_of(page: &[Message]) -> Vec<MessageId> {
     page.iter().map(|m| m.id).collect()
 }
 
+/// The watermark of a projector that has applied partition 0 up to `offset`.
+fn covering(offset: i64) -> Watermark {
+    let mut w = Watermark::default();
+    w.advance(LogPosition {
+        partition: 0,
+        offset,
+    });
+    w
+}
+
 #[tokio::test]
 async fn pages_walk_every_bucket_newest_first() {
     let store = store().await;
@@ -141,11 +151,7 @@ async fn a_resume_reads_every_later_bucket_oldest_first() {
     let mut offset = 0;
     let events = apply_in_buckets(&store, (a, b), &[(3, 4), (1, 4), (0, 4)], &mut offset).await;
     let all = ids(&events);
-    let mut upto = Watermark::default();
-    upto.advance(LogPosition {
-        partition: 0,
-        offset,
-    });
+    let upto = covering(offset);
 
     // After the second message of the oldest bucket: the rest of it, and
     // both later buckets.
@@ -161,11 +167,7 @@ async fn a_resume_reads_every_later_bucket_oldest_first() {
         .expect("resume");
     assert_eq!(ids_of(&backlog), all[10..].to_vec());
     // Positions the watermark does not cover are left to the live stream.
-    let mut short = Watermark::default();
-    short.advance(LogPosition {
-        partition: 0,
-        offset: offset - 2,
-    });
+    let short = covering(offset - 2);
     let backlog = store
         .for_user_after(a, all[9], &short, 100)
         .await
@@ -196,11 +198,7 @@ async fn walks_past_one_read_of_the_bucket_list() {
     let below = store.page(conv, Some(all[19]), 50).await.expect("page");
     assert_eq!(ids_of(&below), newest_first[1..].to_vec());
 
-    let mut upto = Watermark::default();
-    upto.advance(LogPosition {
-        partition: 0,
-        offset,
-    });
+    let upto = covering(offset);
     let backlog = store
         .for_user_after(b, all[0], &upto, 100)
         .await
