@@ -106,8 +106,14 @@ fn spawn_checkpointer(
                 });
                 match done {
                     Ok((frames, copied)) => {
-                        // A pass that found nothing new is not a checkpoint.
-                        if (frames, copied) != last && copied > 0 {
+                        // A pass that found nothing new is neither a checkpoint nor a
+                        // sign of writes.
+                        let changed = (frames, copied) != last;
+                        if changed {
+                            last = (frames, copied);
+                            busy_at = started;
+                        }
+                        if changed && copied > 0 {
                             metrics::histogram!("parley_sqlite_checkpoint_seconds", "file" => file.clone())
                                 .record(started.elapsed().as_secs_f64());
                         }
@@ -116,10 +122,6 @@ fn spawn_checkpointer(
                         if frames >= 0 {
                             metrics::gauge!("parley_sqlite_wal_frames", "file" => file.clone())
                                 .set(frames as f64);
-                        }
-                        if (frames, copied) != last {
-                            last = (frames, copied);
-                            busy_at = started;
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
