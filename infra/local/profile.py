@@ -53,11 +53,11 @@ def main(cpu_path, samples_path):
     if total <= 0:
         # The recorder reports thread CPU every 10 s in its profile settings.
         print("no thread CPU figures: record for 10 s or longer")
-        pools = {}
-    # jdk.ThreadCPULoad is a fraction of the whole machine.
-    print(f"CPU: {total * 100:.0f}% of the machine, by thread pool")
-    for name, load in sorted(pools.items(), key=lambda kv: -kv[1])[:12]:
-        print(f"  {load / total * 100:5.1f}%  {name}")
+    else:
+        # jdk.ThreadCPULoad is a fraction of the whole machine.
+        print(f"CPU: {total * 100:.0f}% of the machine, by thread pool")
+        for name, load in sorted(pools.items(), key=lambda kv: -kv[1])[:12]:
+            print(f"  {load / total * 100:5.1f}%  {name}")
     counts, n = hot_methods(samples_path)
     print(f"methods on the most of {n} sampled stacks")
     for key, c in counts.most_common(TOP_METHODS):
