@@ -1,6 +1,7 @@
+use parley::cli::Backend;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, PASSWORD};
+use crate::helpers::{backend, spawn_app, PASSWORD};
 
 #[tokio::test]
 async fn health_readiness_metrics_and_openapi() {
@@ -22,6 +23,12 @@ async fn health_readiness_metrics_and_openapi() {
         "parley_http_request_duration_seconds_bucket",
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}");
+    }
+    if backend() == Backend::Cluster {
+        // Every store request is timed under its statement's name: the
+        // history page above read its timeline slice.
+        let page = r#"parley_cql_request_seconds_count{statement="timeline_page"}"#;
+        assert!(metrics.contains(page), "/metrics lacks {page}");
     }
     let spec = app.get("/openapi.json", None).await.json();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));

@@ -19,11 +19,10 @@ use scylla::{
     errors::{DbError, ExecutionError, RequestAttemptError},
     response::query_result::QueryResult,
     serialize::row::SerializeRow,
-    statement::prepared::PreparedStatement,
 };
 
 pub use schema::{bucket_of, BUCKET_MS};
-use statements::Statements;
+use statements::{Prepared, Statements};
 
 #[derive(Clone, Debug)]
 pub struct CqlConfig {
@@ -198,14 +197,29 @@ async fn schema_migrate(session: &Session, config: &CqlConfig) -> Result<i32, St
 impl Cql {
     pub(crate) async fn run(
         &self,
-        st: &PreparedStatement,
+        st: &Prepared,
         values: impl SerializeRow,
     ) -> Result<QueryResult, StoreError> {
-        self.session
-            .execute_unpaged(st, values)
-            .await
-            .map_err(execution_error)
+        observed(st.name, self.session.execute_unpaged(&st.st, values)).await
     }
+}
+
+/// Times one request to the store under its statement's name, and counts
+/// it when it fails, so `/metrics` shows which reads and writes a busy
+/// store is serving, how long each takes, and how many a page or a resume
+/// costs.
+pub(crate) async fn observed(
+    statement: &'static str,
+    request: impl std::future::Future<Output = Result<QueryResult, ExecutionError>>,
+) -> Result<QueryResult, StoreError> {
+    let started = std::time::Instant::now();
+    let out = request.await;
+    metrics::histogram!("parley_cql_request_seconds", "statement" => statement)
+        .record(started.elapsed().as_secs_f64());
+    out.map_err(|e| {
+        metrics::counter!("parley_cql_failures_total", "statement" => statement).increment(1);
+        execution_error(e)
+    })
 }
 
 /// One statement execution, boxed so a batch of different statements can
@@ -215,7 +229,7 @@ pub(crate) type Write<'a> = futures_util::future::BoxFuture<'a, Result<QueryResu
 impl Cql {
     pub(crate) fn write<'a, V: SerializeRow + Send + 'a>(
         &'a self,
-        st: &'a PreparedStatement,
+        st: &'a Prepared,
         values: V,
     ) -> Write<'a> {
         Box::pin(self.run(st, values))

@@ -24,15 +24,13 @@ use parley_domain::{
 use scylla::{
     response::query_result::QueryResult,
     serialize::row::SerializeRow,
-    statement::{
-        batch::{Batch, BatchType},
-        prepared::PreparedStatement,
-    },
+    statement::batch::{Batch, BatchType},
 };
 
 use crate::{
-    execution_error, rows_error,
+    execution_error, observed, rows_error,
     schema::{bucket_of, READ_MODEL_TABLES},
+    statements::Prepared,
     users::micros,
     Cql, Write,
 };
@@ -228,7 +226,7 @@ impl Cql {
     /// single request and a single mutation on the replica).
     fn write_rows<'a, V: SerializeRow + Send + Sync + 'a>(
         &'a self,
-        st: &'a PreparedStatement,
+        st: &'a Prepared,
         mut rows: Vec<V>,
     ) -> Write<'a> {
         if rows.len() == 1 {
@@ -239,13 +237,10 @@ impl Cql {
         Box::pin(async move {
             let mut batch = Batch::new(BatchType::Unlogged);
             for _ in 0..rows.len() {
-                batch.append_statement(st.clone());
+                batch.append_statement(st.st.clone());
             }
             batch.set_is_idempotent(true);
-            self.session
-                .batch(&batch, rows)
-                .await
-                .map_err(execution_error)
+            observed(st.name, self.session.batch(&batch, rows)).await
         })
     }
 
@@ -253,7 +248,7 @@ impl Cql {
     fn partition_batches<'a, V: SerializeRow + Send + Sync + 'a>(
         &'a self,
         out: &mut Vec<Write<'a>>,
-        st: &'a PreparedStatement,
+        st: &'a Prepared,
         partitions: impl Iterator<Item = Vec<V>>,
         weigh: impl Fn(&V) -> usize + Copy,
     ) {

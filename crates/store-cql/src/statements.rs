@@ -7,134 +7,144 @@ use scylla::{client::session::Session, statement::prepared::PreparedStatement};
 pub const MESSAGE_COLUMNS: &str =
     "conversation_id, message_id, sender, recipient, body, sent_at, delivered_at";
 
+/// A prepared statement and the name its requests are counted under in
+/// `/metrics` (`parley_cql_request_seconds{statement=…}`), so an operator
+/// can see which reads a busy store is serving and a benchmark can count
+/// the requests a resume or a page costs.
+#[derive(Clone)]
+pub struct Prepared {
+    pub name: &'static str,
+    pub st: PreparedStatement,
+}
+
 pub struct Statements {
-    pub health: PreparedStatement,
+    pub health: Prepared,
     // users
-    pub user_claim: PreparedStatement,
-    pub user_by_name: PreparedStatement,
-    pub user_unclaim: PreparedStatement,
-    pub user_by_id: PreparedStatement,
-    pub user_by_id_insert: PreparedStatement,
-    pub user_by_id_delete: PreparedStatement,
-    pub directory_insert: PreparedStatement,
-    pub directory_delete: PreparedStatement,
-    pub directory_search: PreparedStatement,
-    pub revoke: PreparedStatement,
-    pub is_revoked: PreparedStatement,
+    pub user_claim: Prepared,
+    pub user_by_name: Prepared,
+    pub user_unclaim: Prepared,
+    pub user_by_id: Prepared,
+    pub user_by_id_insert: Prepared,
+    pub user_by_id_delete: Prepared,
+    pub directory_insert: Prepared,
+    pub directory_delete: Prepared,
+    pub directory_search: Prepared,
+    pub revoke: Prepared,
+    pub is_revoked: Prepared,
     // dedup
-    pub dedup_claim: PreparedStatement,
-    pub dedup_settle: PreparedStatement,
+    pub dedup_claim: Prepared,
+    pub dedup_settle: Prepared,
     // projection
-    pub timeline_insert: PreparedStatement,
-    pub timeline_delivered: PreparedStatement,
-    pub bucket_insert: PreparedStatement,
-    pub index_insert: PreparedStatement,
-    pub feed_insert: PreparedStatement,
-    pub feed_bucket_insert: PreparedStatement,
-    pub inbox_upsert: PreparedStatement,
-    pub unread_insert: PreparedStatement,
-    pub unread_clear: PreparedStatement,
-    pub marker_upsert: PreparedStatement,
+    pub timeline_insert: Prepared,
+    pub timeline_delivered: Prepared,
+    pub bucket_insert: Prepared,
+    pub index_insert: Prepared,
+    pub feed_insert: Prepared,
+    pub feed_bucket_insert: Prepared,
+    pub inbox_upsert: Prepared,
+    pub unread_insert: Prepared,
+    pub unread_clear: Prepared,
+    pub marker_upsert: Prepared,
     // reads
-    pub buckets_before: PreparedStatement,
-    pub timeline_page: PreparedStatement,
-    pub timeline_one: PreparedStatement,
-    pub index_lookup: PreparedStatement,
-    pub markers: PreparedStatement,
-    pub feed_buckets_from: PreparedStatement,
-    pub feed_after: PreparedStatement,
-    pub inbox: PreparedStatement,
-    pub unread_counts: PreparedStatement,
+    pub buckets_before: Prepared,
+    pub timeline_page: Prepared,
+    pub timeline_one: Prepared,
+    pub index_lookup: Prepared,
+    pub markers: Prepared,
+    pub feed_buckets_from: Prepared,
+    pub feed_after: Prepared,
+    pub inbox: Prepared,
+    pub unread_counts: Prepared,
 }
 
 impl Statements {
     pub async fn prepare(session: &Session, ks: &str) -> Result<Self, StoreError> {
-        let p = |cql: String, idempotent: bool| async move {
+        let p = |name: &'static str, cql: String, idempotent: bool| async move {
             let mut st = session.prepare(cql).await.map_err(|e| {
                 StoreError::Unavailable(format!(
                     "cannot prepare a statement (has `parley migrate` run for this keyspace?): {e}"
                 ))
             })?;
             st.set_is_idempotent(idempotent);
-            Ok::<_, StoreError>(st)
+            Ok::<_, StoreError>(Prepared { name, st })
         };
         let m = MESSAGE_COLUMNS;
         Ok(Self {
-            health: p("SELECT release_version FROM system.local".into(), true).await?,
-            user_claim: p(format!(
+            health: p("health", "SELECT release_version FROM system.local".into(), true).await?,
+            user_claim: p("user_claim", format!(
                 "INSERT INTO {ks}.users_by_name (username, id, display_name, created_at, password_hash)
                  VALUES (?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
-            user_by_name: p(format!(
+            user_by_name: p("user_by_name", format!(
                 "SELECT id, username, display_name, created_at, password_hash FROM {ks}.users_by_name
                  WHERE username = ?"), true).await?,
-            user_unclaim: p(format!(
+            user_unclaim: p("user_unclaim", format!(
                 "DELETE FROM {ks}.users_by_name WHERE username = ? IF id = ?"), false).await?,
-            user_by_id: p(format!(
+            user_by_id: p("user_by_id", format!(
                 "SELECT id, username, display_name, created_at FROM {ks}.users_by_id WHERE id = ?"), true).await?,
-            user_by_id_insert: p(format!(
+            user_by_id_insert: p("user_by_id_insert", format!(
                 "INSERT INTO {ks}.users_by_id (id, username, display_name, created_at) VALUES (?, ?, ?, ?)
                  USING TIMESTAMP ?"), true).await?,
-            user_by_id_delete: p(format!("DELETE FROM {ks}.users_by_id WHERE id = ?"), true).await?,
-            directory_insert: p(format!(
+            user_by_id_delete: p("user_by_id_delete", format!("DELETE FROM {ks}.users_by_id WHERE id = ?"), true).await?,
+            directory_insert: p("directory_insert", format!(
                 "INSERT INTO {ks}.user_directory (prefix, username, id, display_name, created_at)
                  VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
-            directory_delete: p(format!(
+            directory_delete: p("directory_delete", format!(
                 "DELETE FROM {ks}.user_directory WHERE prefix = ? AND username = ?"), true).await?,
-            directory_search: p(format!(
+            directory_search: p("directory_search", format!(
                 "SELECT id, username, display_name, created_at FROM {ks}.user_directory
                  WHERE prefix = ? AND username >= ? AND username < ? LIMIT ?"), true).await?,
-            revoke: p(format!(
+            revoke: p("revoke", format!(
                 "INSERT INTO {ks}.revoked_sessions (session_id) VALUES (?) USING TTL ?"), true).await?,
-            is_revoked: p(format!(
+            is_revoked: p("is_revoked", format!(
                 "SELECT session_id FROM {ks}.revoked_sessions WHERE session_id = ?"), true).await?,
-            dedup_claim: p(format!(
+            dedup_claim: p("dedup_claim", format!(
                 "INSERT INTO {ks}.dedup_keys (key, payload) VALUES (?, ?) IF NOT EXISTS"), false).await?,
-            dedup_settle: p(format!(
+            dedup_settle: p("dedup_settle", format!(
                 "UPDATE {ks}.dedup_keys SET log_partition = ?, log_offset = ? WHERE key = ?"), true).await?,
-            timeline_insert: p(format!(
+            timeline_insert: p("timeline_insert", format!(
                 "INSERT INTO {ks}.timeline (conversation_id, bucket, message_id, sender, recipient, body, sent_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
-            timeline_delivered: p(format!(
+            timeline_delivered: p("timeline_delivered", format!(
                 "UPDATE {ks}.timeline USING TIMESTAMP ? SET delivered_at = ?
                  WHERE conversation_id = ? AND bucket = ? AND message_id = ?"), true).await?,
-            bucket_insert: p(format!(
+            bucket_insert: p("bucket_insert", format!(
                 "INSERT INTO {ks}.timeline_buckets (conversation_id, bucket) VALUES (?, ?) USING TIMESTAMP ?"), true).await?,
-            index_insert: p(format!(
+            index_insert: p("index_insert", format!(
                 "INSERT INTO {ks}.message_index (message_id, conversation_id) VALUES (?, ?) USING TIMESTAMP ?"), true).await?,
-            feed_insert: p(format!(
+            feed_insert: p("feed_insert", format!(
                 "INSERT INTO {ks}.user_feed (user_id, bucket, message_id, conversation_id, log_partition, log_offset)
                  VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
-            feed_bucket_insert: p(format!(
+            feed_bucket_insert: p("feed_bucket_insert", format!(
                 "INSERT INTO {ks}.user_feed_buckets (user_id, bucket) VALUES (?, ?) USING TIMESTAMP ?"), true).await?,
-            inbox_upsert: p(format!(
+            inbox_upsert: p("inbox_upsert", format!(
                 "INSERT INTO {ks}.inbox (user_id, conversation_id, peer_id, last_message) VALUES (?, ?, ?, ?)
                  USING TIMESTAMP ?"), true).await?,
-            unread_insert: p(format!(
+            unread_insert: p("unread_insert", format!(
                 "INSERT INTO {ks}.unread (user_id, conversation_id, message_id) VALUES (?, ?, ?) USING TIMESTAMP ?"), true).await?,
-            unread_clear: p(format!(
+            unread_clear: p("unread_clear", format!(
                 "DELETE FROM {ks}.unread USING TIMESTAMP ?
                  WHERE user_id = ? AND conversation_id = ? AND message_id <= ?"), true).await?,
-            marker_upsert: p(format!(
+            marker_upsert: p("marker_upsert", format!(
                 "INSERT INTO {ks}.read_markers (conversation_id, reader, up_to, at) VALUES (?, ?, ?, ?)
                  USING TIMESTAMP ?"), true).await?,
-            buckets_before: p(format!(
+            buckets_before: p("buckets_before", format!(
                 "SELECT bucket FROM {ks}.timeline_buckets WHERE conversation_id = ? AND bucket <= ? LIMIT ?"), true).await?,
-            timeline_page: p(format!(
+            timeline_page: p("timeline_page", format!(
                 "SELECT {m} FROM {ks}.timeline WHERE conversation_id = ? AND bucket = ? AND message_id < ? LIMIT ?"), true).await?,
-            timeline_one: p(format!(
+            timeline_one: p("timeline_one", format!(
                 "SELECT {m} FROM {ks}.timeline WHERE conversation_id = ? AND bucket = ? AND message_id = ?"), true).await?,
-            index_lookup: p(format!(
+            index_lookup: p("index_lookup", format!(
                 "SELECT conversation_id FROM {ks}.message_index WHERE message_id = ?"), true).await?,
-            markers: p(format!(
+            markers: p("markers", format!(
                 "SELECT reader, up_to, at FROM {ks}.read_markers WHERE conversation_id = ?"), true).await?,
-            feed_buckets_from: p(format!(
+            feed_buckets_from: p("feed_buckets_from", format!(
                 "SELECT bucket FROM {ks}.user_feed_buckets WHERE user_id = ? AND bucket >= ? LIMIT ?"), true).await?,
-            feed_after: p(format!(
+            feed_after: p("feed_after", format!(
                 "SELECT message_id, conversation_id, log_partition, log_offset FROM {ks}.user_feed
                  WHERE user_id = ? AND bucket = ? AND message_id > ? LIMIT ?"), true).await?,
-            inbox: p(format!(
+            inbox: p("inbox", format!(
                 "SELECT conversation_id, peer_id, last_message FROM {ks}.inbox WHERE user_id = ?"), true).await?,
-            unread_counts: p(format!(
+            unread_counts: p("unread_counts", format!(
                 "SELECT conversation_id, COUNT(*) FROM {ks}.unread WHERE user_id = ? GROUP BY conversation_id"), true).await?,
         })
     }
