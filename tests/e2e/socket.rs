@@ -162,6 +162,55 @@ async fn resume_sends_exactly_what_was_missed_then_live() {
     s.assert_quiet(300).await;
 }
 
+/// A device that was away learns, with each message it missed, the
+/// receipts that message has by then: the ticks of a message sent from
+/// another device show on this one too.
+#[tokio::test]
+async fn a_resumed_message_carries_its_receipts() {
+    let app = spawn_app().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    let first = app.send(&a, &b, "before the laptop slept").await;
+    let mut b_sock = app.socket(&b).await;
+    let sent = app.send(&a, &b, "from alice's phone").await;
+    // On a lagging log the socket may get the first message live too.
+    while b_sock.expect("message").await["message"]["id"] != sent["id"] {}
+    b_sock
+        .send(json!({"type": "ack", "message_id": sent["id"]}))
+        .await;
+    let read = app
+        .post(
+            &format!("/v1/conversations/{}/read", a.id),
+            Some(&b.token),
+            json!({"up_to": sent["id"]}),
+        )
+        .await;
+    assert_eq!(read.status, 202);
+    let mut seen = None;
+    for _ in 0..400 {
+        let h = app.history(&a, &b).await;
+        if let Some(m) = h
+            .first()
+            .filter(|m| m["delivered_at"].is_string() && m["read_at"].is_string())
+        {
+            seen = Some(m.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let seen = seen.expect("history never showed both receipts");
+    let mut laptop = app.socket(&a).await;
+    laptop
+        .send(json!({"type": "resume", "after": first["id"]}))
+        .await;
+    let resumed = laptop.expect("message").await["message"].clone();
+    assert_eq!(
+        resumed, seen,
+        "the resumed message is the one history shows"
+    );
+    assert_eq!(resumed["id"], sent["id"]);
+    laptop.assert_quiet(300).await;
+}
+
 #[tokio::test]
 async fn resume_during_live_traffic_has_no_gap_and_no_duplicate() {
     let app = spawn_app().await;
