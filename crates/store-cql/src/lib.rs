@@ -21,6 +21,7 @@ use scylla::{
     serialize::row::SerializeRow,
 };
 
+use schema::Ddl;
 pub use schema::{bucket_of, BUCKET_MS};
 use statements::{Prepared, Statements};
 
@@ -174,8 +175,19 @@ async fn schema_migrate(session: &Session, config: &CqlConfig) -> Result<i32, St
         if *v <= applied {
             continue;
         }
-        for s in *statements {
-            ddl(s.replace("{ks}", ks)).await?;
+        for step in *statements {
+            match step {
+                Ddl::Run(s) => ddl(s.replace("{ks}", ks)).await?,
+                Ddl::AddColumn {
+                    table,
+                    column,
+                    cql_type,
+                } => {
+                    if !column_exists(session, ks, table, column).await? {
+                        ddl(format!("ALTER TABLE {ks}.{table} ADD {column} {cql_type}")).await?;
+                    }
+                }
+            }
         }
         session
             .query_unpaged(
@@ -192,6 +204,26 @@ async fn schema_migrate(session: &Session, config: &CqlConfig) -> Result<i32, St
         .await
         .map_err(StoreError::unavailable)?;
     Ok(version)
+}
+
+async fn column_exists(
+    session: &Session,
+    ks: &str,
+    table: &str,
+    column: &str,
+) -> Result<bool, StoreError> {
+    let found = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns \
+             WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+            (ks, table, column),
+        )
+        .await
+        .map_err(execution_error)?
+        .into_rows_result()
+        .map_err(StoreError::unexpected)?
+        .rows_num();
+    Ok(found > 0)
 }
 
 impl Cql {

@@ -50,7 +50,36 @@ const INVERT: i64 = 4_000_000_000_000_000;
 type MessageRow = (String, String, String, String, String, i64, Option<i64>);
 
 type TimelineRow = (String, i64, String, String, String, String, i64, i64);
-type FeedRow = (String, i64, String, String, i32, i64, i64);
+/// (user, bucket, message, conversation, log partition, log offset,
+/// sender, recipient, body, sent at, write timestamp).
+type FeedRow = (
+    String,
+    i64,
+    String,
+    String,
+    i32,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+);
+/// A feed row as a resume reads it. Every column but the id may be
+/// missing: rows written before the feed carried messages have no body,
+/// and a delivery applied to a row that was never written leaves only
+/// `delivered_at`.
+type FeedReadRow = (
+    String,
+    Option<String>,
+    Option<i32>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
 type UnreadRow = (String, String, String, i64);
 /// (user, conversation, peer, last message JSON, write timestamp).
 type InboxRow = (String, String, String, String, i64);
@@ -204,6 +233,10 @@ impl Cql {
                 conv.clone(),
                 p,
                 o,
+                from.clone(),
+                to.clone(),
+                e.body.as_str().to_owned(),
+                e.sent_at.millis(),
                 ts,
             ));
             let row = (user.clone(), conv.clone(), peer.clone(), last.clone(), ts);
@@ -274,7 +307,9 @@ impl Cql {
             plan.timeline.into_values(),
             |r| r.5.len() + 200,
         );
-        self.partition_batches(&mut w, &st.feed_insert, plan.feed.into_values(), |_| 160);
+        self.partition_batches(&mut w, &st.feed_insert, plan.feed.into_values(), |r| {
+            r.8.len() + 200
+        });
         self.partition_batches(&mut w, &st.unread_insert, plan.unread.into_values(), |_| {
             160
         });
@@ -309,18 +344,30 @@ impl Cql {
         self.write(st, (owner.clone(), *bucket, ts))
     }
 
-    fn delivered_write(&self, d: &MessageDelivered) -> Write<'_> {
+    /// The delivery stamp on the timeline row and on both participants'
+    /// feed copies, which a resume reads instead of the timeline.
+    fn delivered_writes(&self, d: &MessageDelivered) -> [Write<'_>; 3] {
         let bucket = bucket_of(d.message_id.timestamp().millis());
-        self.write(
-            &self.st.timeline_delivered,
-            (
-                INVERT - micros(d.at),
-                d.at.millis(),
-                d.conversation_id.to_string(),
-                bucket,
-                d.message_id.to_string(),
+        let (ts, at, id) = (
+            INVERT - micros(d.at),
+            d.at.millis(),
+            d.message_id.to_string(),
+        );
+        let (a, b) = d.conversation_id.participants();
+        let feed = |user: UserId| {
+            self.write(
+                &self.st.feed_delivered,
+                (ts, at, user.to_string(), bucket, id.clone()),
+            )
+        };
+        [
+            self.write(
+                &self.st.timeline_delivered,
+                (ts, at, d.conversation_id.to_string(), bucket, id.clone()),
             ),
-        )
+            feed(a),
+            feed(b),
+        ]
     }
 
     fn read_writes(&self, r: &ConversationRead) -> Vec<Write<'_>> {
@@ -362,25 +409,32 @@ impl Cql {
         conversation: &str,
         id: MessageId,
     ) -> Result<Option<Message>, StoreError> {
-        let bucket = bucket_of(id.timestamp().millis());
         let (found, markers) = tokio::try_join!(
-            async {
-                rows::<MessageRow>(
-                    self.run(
-                        &self.st.timeline_one,
-                        (conversation, bucket, id.to_string()),
-                    )
-                    .await?,
-                )
-            },
+            self.timeline_message(conversation, id),
             self.markers(conversation)
         )?;
-        let Some(row) = found.into_iter().next() else {
-            return Ok(None);
-        };
-        let mut m = message_from_row(row)?;
-        markers.stamp(&mut m);
-        Ok(Some(m))
+        Ok(found.map(|mut m| {
+            markers.stamp(&mut m);
+            m
+        }))
+    }
+
+    /// One message of a known conversation as its timeline row has it,
+    /// without read receipts.
+    async fn timeline_message(
+        &self,
+        conversation: &str,
+        id: MessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        let bucket = bucket_of(id.timestamp().millis());
+        let found: Vec<MessageRow> = rows(
+            self.run(
+                &self.st.timeline_one,
+                (conversation, bucket, id.to_string()),
+            )
+            .await?,
+        )?;
+        found.into_iter().next().map(message_from_row).transpose()
     }
 
     /// The newest `limit` timeline rows below `before`. A page almost
@@ -463,7 +517,7 @@ impl ReadModelWriter for Cql {
                         }
                     }
                 }
-                Event::MessageDelivered(d) => writes.push(self.delivered_write(d)),
+                Event::MessageDelivered(d) => writes.extend(self.delivered_writes(d)),
                 Event::ConversationRead(r) => writes.extend(self.read_writes(r)),
                 Event::UserRegistered(u) => users.push(u.user.clone()),
             }
@@ -533,7 +587,7 @@ impl TimelineReader for Cql {
     ) -> Result<Vec<Message>, StoreError> {
         let uid = user.to_string();
         let mut cursor = after.to_string();
-        let mut wanted: Vec<(String, MessageId)> = Vec::new();
+        let mut wanted: Vec<Missed> = Vec::new();
         let mut from_bucket = bucket_of(after.timestamp().millis());
         // Most resumes are after a message of the current bucket, and no
         // later bucket can hold anything yet: that bucket is read without
@@ -557,7 +611,7 @@ impl TimelineReader for Cql {
             for (bucket,) in buckets {
                 loop {
                     let page = limit as i32;
-                    let found: Vec<(String, String, i32, i64)> = rows(
+                    let found: Vec<FeedReadRow> = rows(
                         self.run(
                             &self.st.feed_after,
                             (uid.as_str(), bucket, cursor.as_str(), page),
@@ -565,16 +619,10 @@ impl TimelineReader for Cql {
                         .await?,
                     )?;
                     let full = found.len() == limit;
-                    for (id, conv, p, o) in found {
-                        let position = LogPosition {
-                            partition: p.max(0) as u32,
-                            offset: o,
-                        };
-                        cursor.clone_from(&id);
-                        if upto.covers(position) {
-                            let id = MessageId::parse("message_id", &id)
-                                .map_err(StoreError::unexpected)?;
-                            wanted.push((conv, id));
+                    for row in found {
+                        cursor.clone_from(&row.0);
+                        if let Some(missed) = Missed::from_row(row, upto)? {
+                            wanted.push(missed);
                             if wanted.len() >= limit {
                                 break 'buckets;
                             }
@@ -590,12 +638,85 @@ impl TimelineReader for Cql {
                 break;
             }
         }
+        // Read receipts once per conversation, however many of its
+        // messages were missed.
+        let mut conversations: Vec<String> =
+            wanted.iter().map(|w| w.conversation.clone()).collect();
+        conversations.sort_unstable();
+        conversations.dedup();
+        let markers: HashMap<String, ReadMarkers> = stream::iter(conversations)
+            .map(|c| async move {
+                let m = self.markers(&c).await?;
+                Ok::<_, StoreError>((c, m))
+            })
+            .buffered(32)
+            .try_collect()
+            .await?;
+        let markers = &markers;
         let found: Vec<Option<Message>> = stream::iter(wanted)
-            .map(|(conv, id)| async move { self.message_in(&conv, id).await })
+            .map(|w| async move {
+                let found = match w.carried {
+                    Some(m) => Some(m),
+                    None => self.timeline_message(&w.conversation, w.id).await?,
+                };
+                Ok::<_, StoreError>(found.map(|mut m| {
+                    if let Some(k) = markers.get(&w.conversation) {
+                        k.stamp(&mut m);
+                    }
+                    m
+                }))
+            })
             .buffered(32)
             .try_collect()
             .await?;
         Ok(found.into_iter().flatten().collect())
+    }
+}
+
+/// A message a resuming socket missed, as its feed row names it.
+struct Missed {
+    conversation: String,
+    id: MessageId,
+    /// The message as the feed row carries it; `None` for a row written
+    /// before feeds carried messages, read from the timeline instead.
+    carried: Option<Message>,
+}
+
+impl Missed {
+    /// `None` for a row the socket must not get from the store: one past
+    /// what ws-push has dispatched live (`upto`), or one with no message.
+    fn from_row(row: FeedReadRow, upto: &Watermark) -> Result<Option<Self>, StoreError> {
+        let (id, conversation, partition, offset, sender, recipient, body, sent_at, delivered_at) =
+            row;
+        let (Some(conversation), Some(partition), Some(offset)) = (conversation, partition, offset)
+        else {
+            return Ok(None);
+        };
+        let position = LogPosition {
+            partition: partition.max(0) as u32,
+            offset,
+        };
+        if !upto.covers(position) {
+            return Ok(None);
+        }
+        let carried = match (sender, recipient, body, sent_at) {
+            (Some(from), Some(to), Some(body), Some(sent_at)) => Some(message_from_row((
+                conversation.clone(),
+                id.clone(),
+                from,
+                to,
+                body,
+                sent_at,
+                delivered_at,
+            ))?),
+            _ => None,
+        };
+        let id = MessageId::parse("message_id", &id).map_err(StoreError::unexpected)?;
+        Ok(Some(Self {
+            conversation,
+            id,
+            carried,
+        }))
     }
 }
 

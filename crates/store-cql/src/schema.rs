@@ -1,6 +1,7 @@
 //! The keyspace, versioned. `parley migrate` applies every migration newer
-//! than the recorded version; each statement is `IF NOT EXISTS`, so a
-//! migration interrupted halfway is simply applied again.
+//! than the recorded version; each step is idempotent (`IF NOT EXISTS`, or
+//! a column added only when missing), so a migration interrupted halfway
+//! is simply applied again.
 
 /// Bucket width of timelines and user feeds: 10 days of message ids. A
 /// partition holds one conversation's messages of one bucket, so none grows
@@ -8,59 +9,91 @@
 /// never probes empty buckets.
 pub const BUCKET_MS: i64 = 10 * 24 * 3600 * 1000;
 
-/// `(version, statements)`; `{ks}` is the keyspace.
-pub const MIGRATIONS: &[(i32, &[&str])] = &[(
-    1,
-    &[
-        // Credentials: written by command-api, username unique by LWT.
-        "CREATE TABLE IF NOT EXISTS {ks}.users_by_name (
-            username text PRIMARY KEY, id text, display_name text, created_at bigint,
-            password_hash text)",
-        // The public directory: written on registration and again (same
-        // values) by the projector, so a replay rebuilds it.
-        "CREATE TABLE IF NOT EXISTS {ks}.users_by_id (
-            id text PRIMARY KEY, username text, display_name text, created_at bigint)",
-        // Prefix search: one row per user under each of its 1-, 2- and
-        // 3-character prefixes; a search reads one slice of one partition.
-        "CREATE TABLE IF NOT EXISTS {ks}.user_directory (
-            prefix text, username text, id text, display_name text, created_at bigint,
-            PRIMARY KEY (prefix, username))",
-        "CREATE TABLE IF NOT EXISTS {ks}.revoked_sessions (session_id text PRIMARY KEY)",
-        // client_id and "one delivery per message" keys, claimed by LWT.
-        "CREATE TABLE IF NOT EXISTS {ks}.dedup_keys (
-            key text PRIMARY KEY, payload blob, log_partition int, log_offset bigint)
-            WITH default_time_to_live = 2592000",
-        "CREATE TABLE IF NOT EXISTS {ks}.timeline (
-            conversation_id text, bucket bigint, message_id text, sender text, recipient text,
-            body text, sent_at bigint, delivered_at bigint,
-            PRIMARY KEY ((conversation_id, bucket), message_id))
-            WITH CLUSTERING ORDER BY (message_id DESC)",
-        "CREATE TABLE IF NOT EXISTS {ks}.timeline_buckets (
-            conversation_id text, bucket bigint, PRIMARY KEY (conversation_id, bucket))
-            WITH CLUSTERING ORDER BY (bucket DESC)",
-        "CREATE TABLE IF NOT EXISTS {ks}.message_index (message_id text PRIMARY KEY, conversation_id text)",
-        // Per-user feed with log positions: the backlog of a resuming socket.
-        "CREATE TABLE IF NOT EXISTS {ks}.user_feed (
-            user_id text, bucket bigint, message_id text, conversation_id text,
-            log_partition int, log_offset bigint,
-            PRIMARY KEY ((user_id, bucket), message_id))",
-        "CREATE TABLE IF NOT EXISTS {ks}.user_feed_buckets (
-            user_id text, bucket bigint, PRIMARY KEY (user_id, bucket))",
-        "CREATE TABLE IF NOT EXISTS {ks}.read_markers (
-            conversation_id text, reader text, up_to text, at bigint,
-            PRIMARY KEY (conversation_id, reader))",
-        // last_message is one cell (JSON, id first), so concurrent or
-        // replayed writes never mix fields of two messages.
-        "CREATE TABLE IF NOT EXISTS {ks}.inbox (
-            user_id text, conversation_id text, peer_id text, last_message text,
-            PRIMARY KEY (user_id, conversation_id))",
-        // One row per unread message; a read deletes the range up to its
-        // marker. Counting rows is idempotent where a counter is not.
-        "CREATE TABLE IF NOT EXISTS {ks}.unread (
-            user_id text, conversation_id text, message_id text,
-            PRIMARY KEY (user_id, conversation_id, message_id))",
-    ],
-)];
+/// One step of a migration.
+pub enum Ddl {
+    /// A statement that is idempotent by itself (`IF NOT EXISTS`).
+    Run(&'static str),
+    /// A column added to a table unless it is there already. The
+    /// migration asks `system_schema.columns` rather than relying on
+    /// `ADD IF NOT EXISTS`, which not every CQL store speaks, so a
+    /// migration cut short after this step is applied again without
+    /// failing.
+    AddColumn {
+        table: &'static str,
+        column: &'static str,
+        cql_type: &'static str,
+    },
+}
+
+/// `(version, steps)`; `{ks}` is the keyspace.
+pub const MIGRATIONS: &[(i32, &[Ddl])] = &[
+    (
+        1,
+        &[
+            // Credentials: written by command-api, username unique by LWT.
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.users_by_name (
+                username text PRIMARY KEY, id text, display_name text, created_at bigint,
+                password_hash text)"),
+            // The public directory: written on registration and again (same
+            // values) by the projector, so a replay rebuilds it.
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.users_by_id (
+                id text PRIMARY KEY, username text, display_name text, created_at bigint)"),
+            // Prefix search: one row per user under each of its 1-, 2- and
+            // 3-character prefixes; a search reads one slice of one partition.
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.user_directory (
+                prefix text, username text, id text, display_name text, created_at bigint,
+                PRIMARY KEY (prefix, username))"),
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.revoked_sessions (session_id text PRIMARY KEY)"),
+            // client_id and "one delivery per message" keys, claimed by LWT.
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.dedup_keys (
+                key text PRIMARY KEY, payload blob, log_partition int, log_offset bigint)
+                WITH default_time_to_live = 2592000"),
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.timeline (
+                conversation_id text, bucket bigint, message_id text, sender text, recipient text,
+                body text, sent_at bigint, delivered_at bigint,
+                PRIMARY KEY ((conversation_id, bucket), message_id))
+                WITH CLUSTERING ORDER BY (message_id DESC)"),
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.timeline_buckets (
+                conversation_id text, bucket bigint, PRIMARY KEY (conversation_id, bucket))
+                WITH CLUSTERING ORDER BY (bucket DESC)"),
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.message_index (message_id text PRIMARY KEY, conversation_id text)"),
+            // Per-user feed with log positions: the backlog of a resuming socket.
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.user_feed (
+                user_id text, bucket bigint, message_id text, conversation_id text,
+                log_partition int, log_offset bigint,
+                PRIMARY KEY ((user_id, bucket), message_id))"),
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.user_feed_buckets (
+                user_id text, bucket bigint, PRIMARY KEY (user_id, bucket))"),
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.read_markers (
+                conversation_id text, reader text, up_to text, at bigint,
+                PRIMARY KEY (conversation_id, reader))"),
+            // last_message is one cell (JSON, id first), so concurrent or
+            // replayed writes never mix fields of two messages.
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.inbox (
+                user_id text, conversation_id text, peer_id text, last_message text,
+                PRIMARY KEY (user_id, conversation_id))"),
+            // One row per unread message; a read deletes the range up to its
+            // marker. Counting rows is idempotent where a counter is not.
+            Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.unread (
+                user_id text, conversation_id text, message_id text,
+                PRIMARY KEY (user_id, conversation_id, message_id))"),
+        ],
+    ),
+    // 2: a feed row carries its message, so a resuming socket reads the
+    // feed and each conversation's read markers, not every message again
+    // from its timeline. Rows written before this have no body; a resume
+    // reads those from the timeline as before.
+    (
+        2,
+        &[
+            Ddl::AddColumn { table: "user_feed", column: "sender", cql_type: "text" },
+            Ddl::AddColumn { table: "user_feed", column: "recipient", cql_type: "text" },
+            Ddl::AddColumn { table: "user_feed", column: "body", cql_type: "text" },
+            Ddl::AddColumn { table: "user_feed", column: "sent_at", cql_type: "bigint" },
+            Ddl::AddColumn { table: "user_feed", column: "delivered_at", cql_type: "bigint" },
+        ],
+    ),
+];
 
 /// Tables the projector writes; replay truncates them.
 pub const READ_MODEL_TABLES: &[&str] = &[

@@ -40,6 +40,7 @@ pub struct Statements {
     pub bucket_insert: Prepared,
     pub index_insert: Prepared,
     pub feed_insert: Prepared,
+    pub feed_delivered: Prepared,
     pub feed_bucket_insert: Prepared,
     pub inbox_upsert: Prepared,
     pub unread_insert: Prepared,
@@ -112,8 +113,12 @@ impl Statements {
             index_insert: p("index_insert", format!(
                 "INSERT INTO {ks}.message_index (message_id, conversation_id) VALUES (?, ?) USING TIMESTAMP ?"), true).await?,
             feed_insert: p("feed_insert", format!(
-                "INSERT INTO {ks}.user_feed (user_id, bucket, message_id, conversation_id, log_partition, log_offset)
-                 VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
+                "INSERT INTO {ks}.user_feed (user_id, bucket, message_id, conversation_id, log_partition, log_offset,
+                 sender, recipient, body, sent_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
+            feed_delivered: p("feed_delivered", format!(
+                "UPDATE {ks}.user_feed USING TIMESTAMP ? SET delivered_at = ?
+                 WHERE user_id = ? AND bucket = ? AND message_id = ?"), true).await?,
             feed_bucket_insert: p("feed_bucket_insert", format!(
                 "INSERT INTO {ks}.user_feed_buckets (user_id, bucket) VALUES (?, ?) USING TIMESTAMP ?"), true).await?,
             inbox_upsert: p("inbox_upsert", format!(
@@ -140,7 +145,8 @@ impl Statements {
             feed_buckets_from: p("feed_buckets_from", format!(
                 "SELECT bucket FROM {ks}.user_feed_buckets WHERE user_id = ? AND bucket >= ? LIMIT ?"), true).await?,
             feed_after: p("feed_after", format!(
-                "SELECT message_id, conversation_id, log_partition, log_offset FROM {ks}.user_feed
+                "SELECT message_id, conversation_id, log_partition, log_offset,
+                 sender, recipient, body, sent_at, delivered_at FROM {ks}.user_feed
                  WHERE user_id = ? AND bucket = ? AND message_id > ? LIMIT ?"), true).await?,
             inbox: p("inbox", format!(
                 "SELECT conversation_id, peer_id, last_message FROM {ks}.inbox WHERE user_id = ?"), true).await?,

@@ -1,73 +1,18 @@
 //! Timelines and user feeds span 10-day buckets. These drive the store
-//! against a real Cassandra (`PARLEY_SCYLLA_NODES`, default
-//! 127.0.0.1:9042, started by `infra/local/up`) with messages stamped in
-//! several buckets, which the HTTP suite cannot make: its messages are all
-//! sent now.
+//! against a real Cassandra with messages stamped in several buckets,
+//! which the HTTP suite cannot make: its messages are all sent now.
 
+mod common;
+
+use common::{config, covering, ids, ids_of, messages, store_on};
 use parley_domain::{
-    events::MessageSent,
     ports::{ReadModelWriter, TimelineReader},
-    ConversationId, Event, EventId, LogPosition, Message, MessageBody, MessageId, RecordedEvent,
-    Timestamp, UserId, Watermark,
+    ConversationId, RecordedEvent, Timestamp, UserId,
 };
-use parley_store_cql::{bucket_of, Cql, CqlConfig, BUCKET_MS};
+use parley_store_cql::{bucket_of, Cql, BUCKET_MS};
 
 async fn store() -> Cql {
-    let config = CqlConfig {
-        nodes: std::env::var("PARLEY_SCYLLA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
-        keyspace: format!("buckets_{}", uuid_suffix()),
-        replication_factor: 1,
-    };
-    Cql::migrate(&config)
-        .await
-        .expect("Cassandra must be running (infra/local/up)");
-    Cql::connect(&config).await.expect("connect")
-}
-
-fn uuid_suffix() -> String {
-    format!(
-        "{:x}",
-        MessageId::new().as_uuid().as_u128() & 0xffff_ffff_ffff
-    )
-}
-
-/// `n` messages between `a` and `b`, one millisecond apart from `start`,
-/// alternating direction; their ids in sending order.
-fn messages(a: UserId, b: UserId, start: i64, n: usize, offset: &mut i64) -> Vec<RecordedEvent> {
-    (0..n)
-        .map(|i| {
-            let at = Timestamp::from_millis(start + i as i64);
-            let (from, to) = if i % 2 == 0 { (a, b) } else { (b, a) };
-            *offset += 1;
-            RecordedEvent {
-                position: LogPosition {
-                    partition: 0,
-                    offset: *offset,
-                },
-                id: EventId::new(),
-                at,
-                event: Event::MessageSent(MessageSent {
-                    message_id: MessageId::floor_of(at),
-                    conversation_id: ConversationId::between(a, b),
-                    from,
-                    to,
-                    body: MessageBody::from_trusted(format!("m{}", start + i as i64)),
-                    client_id: None,
-                    sent_at: at,
-                }),
-            }
-        })
-        .collect()
-}
-
-fn ids(events: &[RecordedEvent]) -> Vec<MessageId> {
-    events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::MessageSent(m) => Some(m.message_id),
-            _ => None,
-        })
-        .collect()
+    store_on(&config("buckets")).await
 }
 
 /// The first millisecond of the bucket `back` buckets before the current one.
@@ -89,20 +34,6 @@ async fn apply_in_buckets(
         .collect();
     store.apply(&events).await.expect("apply");
     events
-}
-
-fn ids_of(page: &[Message]) -> Vec<MessageId> {
-    page.iter().map(|m| m.id).collect()
-}
-
-/// The watermark of a projector that has applied partition 0 up to `offset`.
-fn covering(offset: i64) -> Watermark {
-    let mut w = Watermark::default();
-    w.advance(LogPosition {
-        partition: 0,
-        offset,
-    });
-    w
 }
 
 #[tokio::test]

@@ -1,0 +1,197 @@
+//! A user's feed carries each message, so a resuming socket reads the
+//! feed and the read markers instead of every message's timeline row.
+//! These pin what that must not change: a resume returns the messages and
+//! receipts history shows, also for rows written before the feed carried
+//! messages, and the migration that added the columns applies to an older
+//! keyspace, twice if need be.
+
+mod common;
+
+use common::{config, covering, ids, messages, store_on};
+use parley_domain::{
+    events::{ConversationRead, MessageDelivered},
+    ports::{ReadModelWriter, TimelineReader},
+    ConversationId, Event, EventId, LogPosition, Message, RecordedEvent, Timestamp, UserId,
+};
+use parley_store_cql::{bucket_of, Cql, CqlConfig};
+use scylla::client::{session::Session, session_builder::SessionBuilder};
+
+/// The columns migration 2 added to `user_feed`.
+const FEED_MESSAGE_COLUMNS: [&str; 5] = ["sender", "recipient", "body", "sent_at", "delivered_at"];
+
+async fn session(config: &CqlConfig) -> Session {
+    SessionBuilder::new()
+        .known_node(&config.nodes)
+        .build()
+        .await
+        .expect("connect")
+}
+
+fn recorded(offset: i64, at: Timestamp, event: Event) -> RecordedEvent {
+    RecordedEvent {
+        position: LogPosition {
+            partition: 0,
+            offset,
+        },
+        id: EventId::new(),
+        at,
+        event,
+    }
+}
+
+/// Four messages between `a` and `b`; `b` acknowledged the first and read
+/// up to the third. Returns the message ids and the last log offset.
+async fn conversation(store: &Cql, a: UserId, b: UserId) -> (Vec<parley_domain::MessageId>, i64) {
+    let mut offset = 0;
+    let sent = messages(a, b, Timestamp::now().millis() - 60_000, 4, &mut offset);
+    let all = ids(&sent);
+    let conversation_id = ConversationId::between(a, b);
+    let at = Timestamp::now();
+    let receipts = vec![
+        recorded(
+            offset + 1,
+            at,
+            Event::MessageDelivered(MessageDelivered {
+                message_id: all[0],
+                conversation_id,
+                to: b,
+                at,
+            }),
+        ),
+        recorded(
+            offset + 2,
+            at,
+            Event::ConversationRead(ConversationRead {
+                conversation_id,
+                reader: b,
+                up_to: all[2],
+                at,
+            }),
+        ),
+    ];
+    store.apply(&sent).await.expect("apply messages");
+    store.apply(&receipts).await.expect("apply receipts");
+    (all, offset + 2)
+}
+
+async fn history(store: &Cql, a: UserId, b: UserId) -> Vec<Message> {
+    let mut page = store
+        .page(ConversationId::between(a, b), None, 50)
+        .await
+        .expect("page");
+    page.reverse();
+    page
+}
+
+#[tokio::test]
+async fn a_resume_returns_what_history_shows() {
+    let store = store_on(&config("feed")).await;
+    let (a, b) = (UserId::new(), UserId::new());
+    let (all, last) = conversation(&store, a, b).await;
+    let shown = history(&store, a, b).await;
+    assert!(shown[0].delivered_at.is_some(), "{shown:?}");
+    assert!(shown[2].read_at.is_some() && shown[3].read_at.is_none());
+    // From the first message, and from before it (so its delivery stamp,
+    // written to both participants' feeds, comes along).
+    let before =
+        parley_domain::MessageId::floor_of(Timestamp::from_millis(all[0].timestamp().millis() - 1));
+    for user in [a, b] {
+        for (after, want) in [(all[0], &shown[1..]), (before, &shown[..])] {
+            let backlog = store
+                .for_user_after(user, after, &covering(last), 100)
+                .await
+                .expect("resume");
+            assert_eq!(backlog, want, "resume of {user} after {after}");
+        }
+    }
+}
+
+/// Rows written before the feed carried messages name the message only;
+/// a resume reads those from the timeline and returns the same.
+#[tokio::test]
+async fn feed_rows_without_their_message_are_read_from_the_timeline() {
+    let config = config("feed_old");
+    let store = store_on(&config).await;
+    let (a, b) = (UserId::new(), UserId::new());
+    let (all, last) = conversation(&store, a, b).await;
+    let shown = history(&store, a, b).await;
+    let s = session(&config).await;
+    let strip = format!(
+        "DELETE {} FROM {}.user_feed WHERE user_id = ? AND bucket = ? AND message_id = ?",
+        FEED_MESSAGE_COLUMNS.join(", "),
+        config.keyspace
+    );
+    for id in [all[1], all[3]] {
+        s.query_unpaged(
+            strip.as_str(),
+            (
+                b.to_string(),
+                bucket_of(id.timestamp().millis()),
+                id.to_string(),
+            ),
+        )
+        .await
+        .expect("strip a feed row");
+    }
+    let backlog = store
+        .for_user_after(b, all[0], &covering(last), 100)
+        .await
+        .expect("resume");
+    assert_eq!(backlog, shown[1..]);
+}
+
+/// Migration 2 on a keyspace at version 1 (its columns dropped again and
+/// its record gone), and once more with the columns already there, as
+/// after a migration cut short before it was recorded.
+#[tokio::test]
+async fn the_feed_columns_migrate_onto_an_older_keyspace() {
+    let config = config("feed_mig");
+    let store = store_on(&config).await;
+    drop(store);
+    let s = session(&config).await;
+    let ks = &config.keyspace;
+    let present = || async {
+        let mut found = 0;
+        for column in FEED_MESSAGE_COLUMNS {
+            found += s
+                .query_unpaged(
+                    "SELECT column_name FROM system_schema.columns \
+                     WHERE keyspace_name = ? AND table_name = 'user_feed' AND column_name = ?",
+                    (ks.as_str(), column),
+                )
+                .await
+                .expect("schema")
+                .into_rows_result()
+                .expect("rows")
+                .rows_num();
+        }
+        found
+    };
+    assert_eq!(present().await, 5);
+    let forget = format!("DELETE FROM {ks}.schema_migrations WHERE version = 2");
+    s.query_unpaged(
+        format!(
+            "ALTER TABLE {ks}.user_feed DROP ({})",
+            FEED_MESSAGE_COLUMNS.join(", ")
+        ),
+        (),
+    )
+    .await
+    .expect("drop columns");
+    s.query_unpaged(forget.as_str(), ()).await.expect("forget");
+    assert_eq!(present().await, 0);
+    assert_eq!(Cql::migrate(&config).await.expect("migrate"), 2);
+    assert_eq!(present().await, 5);
+    s.query_unpaged(forget.as_str(), ()).await.expect("forget");
+    assert_eq!(Cql::migrate(&config).await.expect("migrate again"), 2);
+    assert_eq!(present().await, 5);
+    // And the store works on it.
+    let store = store_on(&config).await;
+    let (a, b) = (UserId::new(), UserId::new());
+    let (all, last) = conversation(&store, a, b).await;
+    let backlog = store
+        .for_user_after(b, all[0], &covering(last), 100)
+        .await
+        .expect("resume");
+    assert_eq!(backlog, history(&store, a, b).await[1..]);
+}
