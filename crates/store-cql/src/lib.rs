@@ -4,6 +4,7 @@
 //! idempotent upsert with an explicit timestamp taken from the event, so a
 //! replay, a retried batch or writes applied out of order converge.
 
+mod backfill;
 mod dedup;
 mod read_models;
 mod schema;
@@ -186,6 +187,14 @@ async fn schema_migrate(session: &Session, config: &CqlConfig) -> Result<i32, St
                     if !column_exists(session, ks, table, column).await? {
                         ddl(format!("ALTER TABLE {ks}.{table} ADD {column} {cql_type}")).await?;
                     }
+                }
+                Ddl::CopyReadMarkersToUsers => {
+                    session
+                        .await_schema_agreement()
+                        .await
+                        .map_err(StoreError::unavailable)?;
+                    let copied = backfill::copy_read_markers_to_users(session, ks).await?;
+                    tracing::info!(keyspace = %ks, markers = copied, "copied read markers to their participants");
                 }
             }
         }

@@ -163,6 +163,21 @@ impl WrittenBuckets {
     }
 }
 
+/// Conversations whose markers one resume request asks for.
+const MARKERS_PER_READ: usize = 100;
+
+fn add_marker(
+    markers: &mut ReadMarkers,
+    reader: &str,
+    up_to: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    let reader = UserId::parse("reader", reader).map_err(StoreError::unexpected)?;
+    let up_to = MessageId::parse("up_to", up_to).map_err(StoreError::unexpected)?;
+    markers.insert(reader, up_to, Timestamp::from_millis(at));
+    Ok(())
+}
+
 fn message_from_row(r: MessageRow) -> Result<Message, StoreError> {
     let (conv, id, from, to, body, sent_at, delivered_at) = r;
     Ok(Message {
@@ -376,6 +391,22 @@ impl Cql {
             r.reader.to_string(),
             r.up_to.to_string(),
         );
+        // The marker's own time orders the writes: the furthest one wins.
+        let ts = micros(r.up_to.timestamp());
+        let (a, b) = r.conversation_id.participants();
+        let copy = |user: UserId| {
+            self.write(
+                &self.st.user_marker_upsert,
+                (
+                    user.to_string(),
+                    conv.clone(),
+                    reader.clone(),
+                    up_to.clone(),
+                    r.at.millis(),
+                    ts,
+                ),
+            )
+        };
         vec![
             self.write(
                 &self.st.marker_upsert,
@@ -384,9 +415,11 @@ impl Cql {
                     reader.clone(),
                     up_to.clone(),
                     r.at.millis(),
-                    micros(r.up_to.timestamp()),
+                    ts,
                 ),
             ),
+            copy(a),
+            copy(b),
             self.write(&self.st.unread_clear, (micros(r.at), reader, conv, up_to)),
         ]
     }
@@ -396,9 +429,26 @@ impl Cql {
             rows(self.run(&self.st.markers, (conversation,)).await?)?;
         let mut out = ReadMarkers::default();
         for (reader, up_to, at) in found {
-            let reader = UserId::parse("reader", &reader).map_err(StoreError::unexpected)?;
-            let up_to = MessageId::parse("up_to", &up_to).map_err(StoreError::unexpected)?;
-            out.insert(reader, up_to, Timestamp::from_millis(at));
+            add_marker(&mut out, &reader, &up_to, at)?;
+        }
+        Ok(out)
+    }
+
+    /// The read markers of `conversations` as `user`'s own copies have
+    /// them: one request per [`MARKERS_PER_READ`] conversations, where
+    /// reading each conversation's markers is a request each.
+    async fn user_markers(
+        &self,
+        user: &str,
+        conversations: &[String],
+    ) -> Result<HashMap<String, ReadMarkers>, StoreError> {
+        let mut out: HashMap<String, ReadMarkers> = HashMap::new();
+        for some in conversations.chunks(MARKERS_PER_READ) {
+            let found: Vec<(String, String, String, i64)> =
+                rows(self.run(&self.st.user_markers, (user, some)).await?)?;
+            for (conv, reader, up_to, at) in found {
+                add_marker(out.entry(conv).or_default(), &reader, &up_to, at)?;
+            }
         }
         Ok(out)
     }
@@ -638,21 +688,11 @@ impl TimelineReader for Cql {
                 break;
             }
         }
-        // Read receipts once per conversation, however many of its
-        // messages were missed.
         let mut conversations: Vec<String> =
             wanted.iter().map(|w| w.conversation.clone()).collect();
         conversations.sort_unstable();
         conversations.dedup();
-        let markers: HashMap<String, ReadMarkers> = stream::iter(conversations)
-            .map(|c| async move {
-                let m = self.markers(&c).await?;
-                Ok::<_, StoreError>((c, m))
-            })
-            .buffered(32)
-            .try_collect()
-            .await?;
-        let markers = &markers;
+        let markers = &self.user_markers(&uid, &conversations).await?;
         let found: Vec<Option<Message>> = stream::iter(wanted)
             .map(|w| async move {
                 let found = match w.carried {

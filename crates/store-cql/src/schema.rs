@@ -23,9 +23,22 @@ pub enum Ddl {
         column: &'static str,
         cql_type: &'static str,
     },
+    /// Every row of `read_markers` copied into both participants' rows of
+    /// `user_read_markers`, with the write timestamp it has, so a copy
+    /// never overwrites a later marker the projector wrote meanwhile.
+    CopyReadMarkersToUsers,
 }
 
-/// `(version, steps)`; `{ks}` is the keyspace.
+/// Each participant's copy of a conversation's read markers.
+const USER_READ_MARKERS: &str = "CREATE TABLE IF NOT EXISTS {ks}.user_read_markers (
+    user_id text, conversation_id text, reader text, up_to text, at bigint,
+    PRIMARY KEY (user_id, conversation_id, reader))";
+
+/// `(version, steps)`; `{ks}` is the keyspace. Migration 1 creates the
+/// current schema, so a new keyspace is made in one pass of `CREATE`s
+/// (schema changes are slow on Cassandra); the later ones bring a
+/// keyspace made by an earlier release up to it and change nothing on a
+/// new one.
 pub const MIGRATIONS: &[(i32, &[Ddl])] = &[
     (
         1,
@@ -57,16 +70,20 @@ pub const MIGRATIONS: &[(i32, &[Ddl])] = &[
                 conversation_id text, bucket bigint, PRIMARY KEY (conversation_id, bucket))
                 WITH CLUSTERING ORDER BY (bucket DESC)"),
             Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.message_index (message_id text PRIMARY KEY, conversation_id text)"),
-            // Per-user feed with log positions: the backlog of a resuming socket.
+            // Per-user feed with log positions and a copy of each message: the
+            // backlog of a resuming socket.
             Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.user_feed (
                 user_id text, bucket bigint, message_id text, conversation_id text,
                 log_partition int, log_offset bigint,
+                sender text, recipient text, body text, sent_at bigint, delivered_at bigint,
                 PRIMARY KEY ((user_id, bucket), message_id))"),
             Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.user_feed_buckets (
                 user_id text, bucket bigint, PRIMARY KEY (user_id, bucket))"),
             Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.read_markers (
                 conversation_id text, reader text, up_to text, at bigint,
                 PRIMARY KEY (conversation_id, reader))"),
+            // Each participant's copy of the markers: what a resume reads.
+            Ddl::Run(USER_READ_MARKERS),
             // last_message is one cell (JSON, id first), so concurrent or
             // replayed writes never mix fields of two messages.
             Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.inbox (
@@ -93,6 +110,17 @@ pub const MIGRATIONS: &[(i32, &[Ddl])] = &[
             Ddl::AddColumn { table: "user_feed", column: "delivered_at", cql_type: "bigint" },
         ],
     ),
+    // 3: each participant's copy of a conversation's read markers, so a
+    // resume reads the receipts of every conversation it touches in one
+    // request to the user's own partition, not one per conversation.
+    // Filled from `read_markers`, which history pages still read.
+    (
+        3,
+        &[
+            Ddl::Run(USER_READ_MARKERS),
+            Ddl::CopyReadMarkersToUsers,
+        ],
+    ),
 ];
 
 /// Tables the projector writes; replay truncates them.
@@ -105,6 +133,7 @@ pub const READ_MODEL_TABLES: &[&str] = &[
     "user_feed",
     "user_feed_buckets",
     "read_markers",
+    "user_read_markers",
     "inbox",
     "unread",
 ];

@@ -46,12 +46,14 @@ pub struct Statements {
     pub unread_insert: Prepared,
     pub unread_clear: Prepared,
     pub marker_upsert: Prepared,
+    pub user_marker_upsert: Prepared,
     // reads
     pub buckets_before: Prepared,
     pub timeline_page: Prepared,
     pub timeline_one: Prepared,
     pub index_lookup: Prepared,
     pub markers: Prepared,
+    pub user_markers: Prepared,
     pub feed_buckets_from: Prepared,
     pub feed_after: Prepared,
     pub inbox: Prepared,
@@ -132,6 +134,9 @@ impl Statements {
             marker_upsert: p("marker_upsert", format!(
                 "INSERT INTO {ks}.read_markers (conversation_id, reader, up_to, at) VALUES (?, ?, ?, ?)
                  USING TIMESTAMP ?"), true).await?,
+            user_marker_upsert: p("user_marker_upsert", format!(
+                "INSERT INTO {ks}.user_read_markers (user_id, conversation_id, reader, up_to, at)
+                 VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
             buckets_before: p("buckets_before", format!(
                 "SELECT bucket FROM {ks}.timeline_buckets WHERE conversation_id = ? AND bucket <= ? LIMIT ?"), true).await?,
             timeline_page: p("timeline_page", format!(
@@ -142,6 +147,9 @@ impl Statements {
                 "SELECT conversation_id FROM {ks}.message_index WHERE message_id = ?"), true).await?,
             markers: p("markers", format!(
                 "SELECT reader, up_to, at FROM {ks}.read_markers WHERE conversation_id = ?"), true).await?,
+            user_markers: p("user_markers", format!(
+                "SELECT conversation_id, reader, up_to, at FROM {ks}.user_read_markers
+                 WHERE user_id = ? AND conversation_id IN ?"), true).await?,
             feed_buckets_from: p("feed_buckets_from", format!(
                 "SELECT bucket FROM {ks}.user_feed_buckets WHERE user_id = ? AND bucket >= ? LIMIT ?"), true).await?,
             feed_after: p("feed_after", format!(

@@ -1,9 +1,10 @@
-//! A user's feed carries each message, so a resuming socket reads the
-//! feed and the read markers instead of every message's timeline row.
-//! These pin what that must not change: a resume returns the messages and
-//! receipts history shows, also for rows written before the feed carried
-//! messages, and the migration that added the columns applies to an older
-//! keyspace, twice if need be.
+//! A resuming socket reads the user's feed, which carries each message,
+//! and the user's copy of the read markers, instead of every message's
+//! timeline row and every conversation's markers. These pin what that
+//! must not change: a resume returns the messages and receipts history
+//! shows, also for feed rows written before the feed carried messages and
+//! for markers written before users had copies, and the migrations apply
+//! to an older keyspace, twice if need be.
 
 mod common;
 
@@ -16,6 +17,8 @@ use parley_domain::{
 use parley_store_cql::{bucket_of, Cql, CqlConfig};
 use scylla::client::{session::Session, session_builder::SessionBuilder};
 
+/// The schema version `migrate` brings a keyspace to.
+const LATEST: i32 = 3;
 /// The columns migration 2 added to `user_feed`.
 const FEED_MESSAGE_COLUMNS: [&str; 5] = ["sender", "recipient", "body", "sent_at", "delivered_at"];
 
@@ -168,7 +171,7 @@ async fn the_feed_columns_migrate_onto_an_older_keyspace() {
         found
     };
     assert_eq!(present().await, 5);
-    let forget = format!("DELETE FROM {ks}.schema_migrations WHERE version = 2");
+    let forget = format!("DELETE FROM {ks}.schema_migrations WHERE version IN (2, 3)");
     s.query_unpaged(
         format!(
             "ALTER TABLE {ks}.user_feed DROP ({})",
@@ -180,10 +183,10 @@ async fn the_feed_columns_migrate_onto_an_older_keyspace() {
     .expect("drop columns");
     s.query_unpaged(forget.as_str(), ()).await.expect("forget");
     assert_eq!(present().await, 0);
-    assert_eq!(Cql::migrate(&config).await.expect("migrate"), 2);
+    assert_eq!(Cql::migrate(&config).await.expect("migrate"), LATEST);
     assert_eq!(present().await, 5);
     s.query_unpaged(forget.as_str(), ()).await.expect("forget");
-    assert_eq!(Cql::migrate(&config).await.expect("migrate again"), 2);
+    assert_eq!(Cql::migrate(&config).await.expect("migrate again"), LATEST);
     assert_eq!(present().await, 5);
     // And the store works on it.
     let store = store_on(&config).await;
@@ -194,4 +197,38 @@ async fn the_feed_columns_migrate_onto_an_older_keyspace() {
         .await
         .expect("resume");
     assert_eq!(backlog, history(&store, a, b).await[1..]);
+}
+
+/// Markers recorded before users had copies of them (the copies gone, the
+/// migration that makes them not yet recorded) are copied by `migrate`,
+/// and a resume then shows them.
+#[tokio::test]
+async fn migrating_copies_earlier_read_markers_to_their_participants() {
+    let config = config("markers_mig");
+    let store = store_on(&config).await;
+    let (a, b) = (UserId::new(), UserId::new());
+    let (all, last) = conversation(&store, a, b).await;
+    let shown = history(&store, a, b).await;
+    assert!(shown[2].read_at.is_some());
+    let s = session(&config).await;
+    let ks = &config.keyspace;
+    for cql in [
+        format!("TRUNCATE {ks}.user_read_markers"),
+        format!("DELETE FROM {ks}.schema_migrations WHERE version = 3"),
+    ] {
+        s.query_unpaged(cql, ()).await.expect("forget the copies");
+    }
+    let unread = store
+        .for_user_after(a, all[0], &covering(last), 100)
+        .await
+        .expect("resume");
+    assert!(unread.iter().all(|m| m.read_at.is_none()), "{unread:?}");
+    assert_eq!(Cql::migrate(&config).await.expect("migrate"), LATEST);
+    for user in [a, b] {
+        let backlog = store
+            .for_user_after(user, all[0], &covering(last), 100)
+            .await
+            .expect("resume");
+        assert_eq!(backlog, shown[1..], "resume of {user}");
+    }
 }
