@@ -3,10 +3,12 @@
 //! Convergence: every write carries `USING TIMESTAMP` from the event, so
 //! the writes of a batch run concurrently, a batch applied twice changes
 //! nothing, and a replay in any order ends in the same state:
-//! - a message row is written once per id, always with the same values;
-//! - `delivered_at` is written at an *inverted* timestamp, so the earliest
-//!   delivery wins, as on the embedded backend;
-//! - a read marker is written at its `up_to`'s time, so the furthest wins;
+//! - a message row, on the timeline and in both participants' feeds, is
+//!   written once per id, always with the same values;
+//! - `delivered_at` is written, on all three, at an *inverted* timestamp,
+//!   so the earliest delivery wins, as on the embedded backend;
+//! - a read marker, and each participant's copy of it, is written at its
+//!   `up_to`'s time, so the furthest wins;
 //! - a read deletes the unread rows up to its marker at the read's time,
 //!   which shadows the (older) inserts of those rows even if they arrive
 //!   later in a replay.
