@@ -279,6 +279,19 @@ impl TestApp {
         r.json()["message"].clone()
     }
 
+    /// `reader` marks the conversation with `peer` read up to `up_to`,
+    /// which must be accepted.
+    pub async fn mark_read(&self, reader: &User, peer: &User, up_to: &Value) {
+        let r = self
+            .post(
+                &format!("/v1/conversations/{}/read", peer.id),
+                Some(&reader.token),
+                json!({"up_to": up_to}),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.text);
+    }
+
     pub async fn page(&self, me: &User, peer: &User, query: &str) -> Value {
         let r = self
             .get(

@@ -189,14 +189,7 @@ async fn reading_a_conversation_updates_unread_counts_and_read_at() {
     let inbox = app.inbox(&b).await;
     assert_eq!(inbox["conversations"][0]["unread_count"], 3);
     assert_eq!(app.inbox(&a).await["conversations"][0]["unread_count"], 0);
-    let r = app
-        .post(
-            &format!("/v1/conversations/{}/read", a.id),
-            Some(&b.token),
-            json!({"up_to": last["id"]}),
-        )
-        .await;
-    assert_eq!(r.status, 202, "{}", r.text);
+    app.mark_read(&b, &a, &last["id"]).await;
     for _ in 0..200 {
         if app.inbox(&b).await["conversations"][0]["unread_count"] == 0 {
             break;

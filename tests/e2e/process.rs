@@ -67,14 +67,7 @@ async fn sigterm_drains_and_replay_rebuilds_identical_read_models() {
         last = app.send(from, to, &format!("m{i}")).await;
     }
     app.history_of_len(&a, &b, 30).await;
-    let r = app
-        .post(
-            &format!("/v1/conversations/{}/read", a.id),
-            Some(&b.token),
-            serde_json::json!({"up_to": last["id"]}),
-        )
-        .await;
-    assert_eq!(r.status, 202);
+    app.mark_read(&b, &a, &last["id"]).await;
     // Wait for the read marker to be projected, then take the snapshot.
     for _ in 0..200 {
         if app.inbox(&b).await["conversations"][0]["unread_count"] == 0 {

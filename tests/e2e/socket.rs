@@ -107,14 +107,7 @@ async fn marking_read_sends_a_read_receipt_to_the_peer() {
     let mut a_sock = app.socket(&a).await;
     let sent = app.send(&a, &b, "read me").await;
     a_sock.expect("message").await;
-    let r = app
-        .post(
-            &format!("/v1/conversations/{}/read", a.id),
-            Some(&b.token),
-            json!({"up_to": sent["id"]}),
-        )
-        .await;
-    assert_eq!(r.status, 202);
+    app.mark_read(&b, &a, &sent["id"]).await;
     let f = a_sock.expect("read").await;
     assert_eq!(f["up_to"], sent["id"]);
     assert_eq!(f["by"], b.id.as_str());
@@ -177,14 +170,7 @@ async fn a_resumed_message_carries_its_receipts() {
     b_sock
         .send(json!({"type": "ack", "message_id": sent["id"]}))
         .await;
-    let read = app
-        .post(
-            &format!("/v1/conversations/{}/read", a.id),
-            Some(&b.token),
-            json!({"up_to": sent["id"]}),
-        )
-        .await;
-    assert_eq!(read.status, 202);
+    app.mark_read(&b, &a, &sent["id"]).await;
     let mut seen = None;
     for _ in 0..400 {
         let h = app.history(&a, &b).await;

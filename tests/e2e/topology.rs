@@ -83,15 +83,7 @@ async fn messages_and_receipts_cross_ws_push_instances() {
     assert_eq!(delivered["message_id"], sent["id"]);
 
     // Read receipt: marked through command-api, pushed to A.
-    let r = t
-        .commands
-        .post(
-            &format!("/v1/conversations/{}/read", alice.id),
-            Some(&bob.token),
-            json!({"up_to": sent["id"]}),
-        )
-        .await;
-    assert_eq!(r.status, 202);
+    t.commands.mark_read(&bob, &alice, &sent["id"]).await;
     let read = a_sock.expect("read").await;
     assert_eq!(read["up_to"], sent["id"]);
     assert_eq!(read["by"], bob.id.as_str());
