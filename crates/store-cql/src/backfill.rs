@@ -6,7 +6,7 @@ use futures_util::TryStreamExt;
 use parley_domain::{ConversationId, StoreError};
 use scylla::client::session::Session;
 
-use crate::execution_error;
+use crate::{execution_error, statements::user_marker_upsert};
 
 /// Rows copied at once.
 const COPIES_IN_FLIGHT: usize = 64;
@@ -20,10 +20,7 @@ pub(crate) async fn copy_read_markers_to_users(
     ks: &str,
 ) -> Result<u64, StoreError> {
     let insert = session
-        .prepare(format!(
-            "INSERT INTO {ks}.user_read_markers (user_id, conversation_id, reader, up_to, at)
-             VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
-        ))
+        .prepare(user_marker_upsert(ks))
         .await
         .map_err(StoreError::unavailable)?;
     let insert = &insert;

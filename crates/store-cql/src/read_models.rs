@@ -753,7 +753,10 @@ impl Missed {
             ))?),
             _ => None,
         };
-        let id = MessageId::parse("message_id", &id).map_err(StoreError::unexpected)?;
+        let id = match &carried {
+            Some(m) => m.id,
+            None => MessageId::parse("message_id", &id).map_err(StoreError::unexpected)?,
+        };
         Ok(Some(Self {
             conversation,
             id,

@@ -17,6 +17,15 @@ pub struct Prepared {
     pub st: PreparedStatement,
 }
 
+/// A participant's copy of a read marker, written by the projector and by
+/// the migration that fills the copies.
+pub(crate) fn user_marker_upsert(ks: &str) -> String {
+    format!(
+        "INSERT INTO {ks}.user_read_markers (user_id, conversation_id, reader, up_to, at)
+         VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
+    )
+}
+
 pub struct Statements {
     pub health: Prepared,
     // users
@@ -134,9 +143,7 @@ impl Statements {
             marker_upsert: p("marker_upsert", format!(
                 "INSERT INTO {ks}.read_markers (conversation_id, reader, up_to, at) VALUES (?, ?, ?, ?)
                  USING TIMESTAMP ?"), true).await?,
-            user_marker_upsert: p("user_marker_upsert", format!(
-                "INSERT INTO {ks}.user_read_markers (user_id, conversation_id, reader, up_to, at)
-                 VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
+            user_marker_upsert: p("user_marker_upsert", user_marker_upsert(ks), true).await?,
             buckets_before: p("buckets_before", format!(
                 "SELECT bucket FROM {ks}.timeline_buckets WHERE conversation_id = ? AND bucket <= ? LIMIT ?"), true).await?,
             timeline_page: p("timeline_page", format!(
