@@ -232,3 +232,40 @@ async fn migrating_copies_earlier_read_markers_to_their_participants() {
         assert_eq!(backlog, shown[1..], "resume of {user}");
     }
 }
+
+/// A delivery the projector applies for a message whose feed rows were
+/// never written leaves feed rows holding only `delivered_at`; a resume
+/// passes over them rather than failing.
+#[tokio::test]
+async fn a_feed_row_with_only_a_delivery_stamp_is_passed_over() {
+    let store = store_on(&config("feed_partial")).await;
+    let (a, b) = (UserId::new(), UserId::new());
+    let (all, last) = conversation(&store, a, b).await;
+    let shown = history(&store, a, b).await;
+    let at = Timestamp::now();
+    // Half a second after the last message, so no real message shares
+    // its millisecond.
+    let never_sent = parley_domain::MessageId::floor_of(Timestamp::from_millis(
+        all[3].timestamp().millis() + 500,
+    ));
+    store
+        .apply(&[recorded(
+            last + 1,
+            at,
+            Event::MessageDelivered(MessageDelivered {
+                message_id: never_sent,
+                conversation_id: ConversationId::between(a, b),
+                to: b,
+                at,
+            }),
+        )])
+        .await
+        .expect("apply the stray delivery");
+    for user in [a, b] {
+        let backlog = store
+            .for_user_after(user, all[0], &covering(last + 1), 100)
+            .await
+            .expect("resume");
+        assert_eq!(backlog, shown[1..], "resume of {user}");
+    }
+}
