@@ -12,7 +12,8 @@ use common::{config, covering, ids, messages, store_on};
 use parley_domain::{
     events::{ConversationRead, MessageDelivered},
     ports::{ReadModelWriter, TimelineReader},
-    ConversationId, Event, EventId, LogPosition, Message, RecordedEvent, Timestamp, UserId,
+    ConversationId, Event, EventId, LogPosition, Message, MessageId, RecordedEvent, Timestamp,
+    UserId,
 };
 use parley_store_cql::{bucket_of, Cql, CqlConfig};
 use scylla::client::{session::Session, session_builder::SessionBuilder};
@@ -44,7 +45,7 @@ fn recorded(offset: i64, at: Timestamp, event: Event) -> RecordedEvent {
 
 /// Four messages between `a` and `b`; `b` acknowledged the first and read
 /// up to the third. Returns the message ids and the last log offset.
-async fn conversation(store: &Cql, a: UserId, b: UserId) -> (Vec<parley_domain::MessageId>, i64) {
+async fn conversation(store: &Cql, a: UserId, b: UserId) -> (Vec<MessageId>, i64) {
     let mut offset = 0;
     let sent = messages(a, b, Timestamp::now().millis() - 60_000, 4, &mut offset);
     let all = ids(&sent);
@@ -86,24 +87,58 @@ async fn history(store: &Cql, a: UserId, b: UserId) -> Vec<Message> {
     page
 }
 
+/// A store on a keyspace of its own holding [`conversation`], and what
+/// history shows of it, oldest first.
+struct Talk {
+    config: CqlConfig,
+    store: Cql,
+    a: UserId,
+    b: UserId,
+    all: Vec<MessageId>,
+    /// The log offset of the conversation's last event.
+    last: i64,
+    shown: Vec<Message>,
+}
+
+impl Talk {
+    async fn start(what: &str) -> Self {
+        let config = config(what);
+        let store = store_on(&config).await;
+        let (a, b) = (UserId::new(), UserId::new());
+        let (all, last) = conversation(&store, a, b).await;
+        let shown = history(&store, a, b).await;
+        Self {
+            config,
+            store,
+            a,
+            b,
+            all,
+            last,
+            shown,
+        }
+    }
+
+    /// `user`'s backlog after `after`, with the log applied up to `upto`.
+    async fn resume(&self, user: UserId, after: MessageId, upto: i64) -> Vec<Message> {
+        self.store
+            .for_user_after(user, after, &covering(upto), 100)
+            .await
+            .expect("resume")
+    }
+}
+
 #[tokio::test]
 async fn a_resume_returns_what_history_shows() {
-    let store = store_on(&config("feed")).await;
-    let (a, b) = (UserId::new(), UserId::new());
-    let (all, last) = conversation(&store, a, b).await;
-    let shown = history(&store, a, b).await;
+    let t = Talk::start("feed").await;
+    let (all, shown) = (&t.all, &t.shown);
     assert!(shown[0].delivered_at.is_some(), "{shown:?}");
     assert!(shown[2].read_at.is_some() && shown[3].read_at.is_none());
     // From the first message, and from before it (so its delivery stamp,
     // written to both participants' feeds, comes along).
-    let before =
-        parley_domain::MessageId::floor_of(Timestamp::from_millis(all[0].timestamp().millis() - 1));
-    for user in [a, b] {
+    let before = MessageId::floor_of(Timestamp::from_millis(all[0].timestamp().millis() - 1));
+    for user in [t.a, t.b] {
         for (after, want) in [(all[0], &shown[1..]), (before, &shown[..])] {
-            let backlog = store
-                .for_user_after(user, after, &covering(last), 100)
-                .await
-                .expect("resume");
+            let backlog = t.resume(user, after, t.last).await;
             assert_eq!(backlog, want, "resume of {user} after {after}");
         }
     }
@@ -113,22 +148,18 @@ async fn a_resume_returns_what_history_shows() {
 /// a resume reads those from the timeline and returns the same.
 #[tokio::test]
 async fn feed_rows_without_their_message_are_read_from_the_timeline() {
-    let config = config("feed_old");
-    let store = store_on(&config).await;
-    let (a, b) = (UserId::new(), UserId::new());
-    let (all, last) = conversation(&store, a, b).await;
-    let shown = history(&store, a, b).await;
-    let s = session(&config).await;
+    let t = Talk::start("feed_old").await;
+    let s = session(&t.config).await;
     let strip = format!(
         "DELETE {} FROM {}.user_feed WHERE user_id = ? AND bucket = ? AND message_id = ?",
         FEED_MESSAGE_COLUMNS.join(", "),
-        config.keyspace
+        t.config.keyspace
     );
-    for id in [all[1], all[3]] {
+    for id in [t.all[1], t.all[3]] {
         s.query_unpaged(
             strip.as_str(),
             (
-                b.to_string(),
+                t.b.to_string(),
                 bucket_of(id.timestamp().millis()),
                 id.to_string(),
             ),
@@ -136,11 +167,7 @@ async fn feed_rows_without_their_message_are_read_from_the_timeline() {
         .await
         .expect("strip a feed row");
     }
-    let backlog = store
-        .for_user_after(b, all[0], &covering(last), 100)
-        .await
-        .expect("resume");
-    assert_eq!(backlog, shown[1..]);
+    assert_eq!(t.resume(t.b, t.all[0], t.last).await, t.shown[1..]);
 }
 
 /// Migration 2 on a keyspace at version 1 (its columns dropped again and
@@ -204,32 +231,22 @@ async fn the_feed_columns_migrate_onto_an_older_keyspace() {
 /// and a resume then shows them.
 #[tokio::test]
 async fn migrating_copies_earlier_read_markers_to_their_participants() {
-    let config = config("markers_mig");
-    let store = store_on(&config).await;
-    let (a, b) = (UserId::new(), UserId::new());
-    let (all, last) = conversation(&store, a, b).await;
-    let shown = history(&store, a, b).await;
-    assert!(shown[2].read_at.is_some());
-    let s = session(&config).await;
-    let ks = &config.keyspace;
+    let t = Talk::start("markers_mig").await;
+    assert!(t.shown[2].read_at.is_some());
+    let s = session(&t.config).await;
+    let ks = &t.config.keyspace;
     for cql in [
         format!("TRUNCATE {ks}.user_read_markers"),
         format!("DELETE FROM {ks}.schema_migrations WHERE version = 3"),
     ] {
         s.query_unpaged(cql, ()).await.expect("forget the copies");
     }
-    let unread = store
-        .for_user_after(a, all[0], &covering(last), 100)
-        .await
-        .expect("resume");
+    let unread = t.resume(t.a, t.all[0], t.last).await;
     assert!(unread.iter().all(|m| m.read_at.is_none()), "{unread:?}");
-    assert_eq!(Cql::migrate(&config).await.expect("migrate"), LATEST);
-    for user in [a, b] {
-        let backlog = store
-            .for_user_after(user, all[0], &covering(last), 100)
-            .await
-            .expect("resume");
-        assert_eq!(backlog, shown[1..], "resume of {user}");
+    assert_eq!(Cql::migrate(&t.config).await.expect("migrate"), LATEST);
+    for user in [t.a, t.b] {
+        let backlog = t.resume(user, t.all[0], t.last).await;
+        assert_eq!(backlog, t.shown[1..], "resume of {user}");
     }
 }
 
@@ -238,34 +255,27 @@ async fn migrating_copies_earlier_read_markers_to_their_participants() {
 /// passes over them rather than failing.
 #[tokio::test]
 async fn a_feed_row_with_only_a_delivery_stamp_is_passed_over() {
-    let store = store_on(&config("feed_partial")).await;
-    let (a, b) = (UserId::new(), UserId::new());
-    let (all, last) = conversation(&store, a, b).await;
-    let shown = history(&store, a, b).await;
+    let t = Talk::start("feed_partial").await;
     let at = Timestamp::now();
     // Half a second after the last message, so no real message shares
     // its millisecond.
-    let never_sent = parley_domain::MessageId::floor_of(Timestamp::from_millis(
-        all[3].timestamp().millis() + 500,
-    ));
-    store
+    let never_sent =
+        MessageId::floor_of(Timestamp::from_millis(t.all[3].timestamp().millis() + 500));
+    t.store
         .apply(&[recorded(
-            last + 1,
+            t.last + 1,
             at,
             Event::MessageDelivered(MessageDelivered {
                 message_id: never_sent,
-                conversation_id: ConversationId::between(a, b),
-                to: b,
+                conversation_id: ConversationId::between(t.a, t.b),
+                to: t.b,
                 at,
             }),
         )])
         .await
         .expect("apply the stray delivery");
-    for user in [a, b] {
-        let backlog = store
-            .for_user_after(user, all[0], &covering(last + 1), 100)
-            .await
-            .expect("resume");
-        assert_eq!(backlog, shown[1..], "resume of {user}");
+    for user in [t.a, t.b] {
+        let backlog = t.resume(user, t.all[0], t.last + 1).await;
+        assert_eq!(backlog, t.shown[1..], "resume of {user}");
     }
 }
