@@ -351,14 +351,20 @@ impl TestApp {
         format!("ws://{}/v1/ws", self.addr)
     }
 
-    /// A socket authenticated by `Authorization: Bearer`, past `ready`.
-    pub async fn socket(&self, user: &User) -> Socket {
+    /// A socket that offered `token` as `Authorization: Bearer`; its first
+    /// frame says whether the server took it.
+    pub async fn bearer_socket(&self, token: &str) -> Socket {
         let mut req = self.ws_url().into_client_request().expect("ws request");
         req.headers_mut().insert(
             header::AUTHORIZATION,
-            format!("Bearer {}", user.token).parse().expect("header"),
+            format!("Bearer {token}").parse().expect("header"),
         );
-        let mut s = Socket::connect(req).await;
+        Socket::connect(req).await
+    }
+
+    /// A socket authenticated by `Authorization: Bearer`, past `ready`.
+    pub async fn socket(&self, user: &User) -> Socket {
+        let mut s = self.bearer_socket(&user.token).await;
         let ready = s.next().await;
         assert_eq!(ready["type"], "ready");
         assert_eq!(ready["user_id"], user.id.as_str());

@@ -176,7 +176,7 @@ async fn migrate_creates_the_schema() {
             }
             parley::cli::Backend::Cluster => {
                 assert!(
-                    said.contains(&format!("keyspace {} at version 3", d.keyspace)),
+                    said.contains(&format!("keyspace {} at version 4", d.keyspace)),
                     "{said}"
                 )
             }

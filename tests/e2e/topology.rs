@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{migrate, Deployment, Process, TestApp};
+use crate::helpers::{migrate, Deployment, Frame, Process, TestApp};
 
 /// `parley serve <role>` for each role, plus a second ws-push.
 struct Topology {
@@ -128,4 +128,61 @@ async fn messages_and_receipts_cross_ws_push_instances() {
             .unwrap();
         assert!(status.success(), "SIGTERM exit: {status:?}");
     }
+}
+
+/// A logout through command-api ends the session on the other processes
+/// too: each keeps the logouts in memory and reads new ones within about
+/// a second, so a socket or a request with the token is refused soon
+/// after, by a ws-push and a query-api that had already let it in.
+#[tokio::test]
+async fn a_logout_reaches_every_process() {
+    let d = Deployment::new();
+    let t = start(&d).await;
+    let (gina, other) = (
+        t.commands.register("gina").await,
+        t.commands.register("hal").await,
+    );
+    t.push_a.socket(&gina).await;
+    assert_eq!(t.queries.get("/v1/me", Some(&gina.token)).await.status, 200);
+    let r = t
+        .commands
+        .post("/v1/auth/logout", Some(&gina.token), json!({}))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let mut refused = (false, false);
+    for _ in 0..200 {
+        if !refused.0 {
+            let mut s = t.push_a.bearer_socket(&gina.token).await;
+            refused.0 = match s.frame().await {
+                Frame::Closed(code) => {
+                    assert_eq!(code, Some(4401));
+                    true
+                }
+                Frame::Json(v) => {
+                    assert_eq!(v["type"], "ready");
+                    false
+                }
+            };
+        }
+        if !refused.1 {
+            let me = t.queries.get("/v1/me", Some(&gina.token)).await;
+            refused.1 = me.status == 401;
+            assert!(matches!(me.status.as_u16(), 200 | 401), "{}", me.text);
+        }
+        if refused == (true, true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        refused,
+        (true, true),
+        "(ws-push, query-api) refused the token"
+    );
+    // Other sessions are untouched.
+    t.push_b.socket(&other).await;
+    assert_eq!(
+        t.queries.get("/v1/me", Some(&other.token)).await.status,
+        200
+    );
 }

@@ -25,6 +25,9 @@ struct Claims {
 pub struct Session {
     pub user_id: UserId,
     pub session_id: String,
+    /// Unix seconds the token was issued at: no logout of this session can
+    /// be older, so a revocation list need not be read further back.
+    pub issued_at: i64,
     /// Unix seconds after which the token is dead anyway; revocations need
     /// not be remembered past it.
     pub expires_at: i64,
@@ -90,6 +93,7 @@ impl TokenService {
             Session {
                 user_id: user,
                 session_id: jti,
+                issued_at: now,
                 expires_at: exp,
             },
         ))
@@ -112,6 +116,7 @@ impl TokenService {
         let session = Session {
             user_id,
             session_id: data.claims.jti,
+            issued_at: data.claims.iat,
             expires_at: data.claims.exp,
         };
         if let Ok(mut v) = self.verified.write() {

@@ -188,7 +188,9 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 pub trait SessionRevocations: Send + Sync {
     async fn revoke(&self, session: &Session) -> Result<(), StoreError>;
-    async fn is_revoked(&self, session_id: &str) -> Result<bool, StoreError>;
+    /// Whether `session` was logged out. Takes the whole session because
+    /// its issue time bounds how far back a logout can lie.
+    async fn is_revoked(&self, session: &Session) -> Result<bool, StoreError>;
 }
 
 /// A dependency `/readyz` asks about.

@@ -31,7 +31,7 @@ impl AuthState {
             .tokens
             .verify(token)
             .ok_or_else(Problem::unauthorized)?;
-        if self.revocations.is_revoked(&session.session_id).await? {
+        if self.revocations.is_revoked(&session).await? {
             return Err(Problem::unauthorized());
         }
         Ok(session)

@@ -3,10 +3,14 @@
 //! replay of the log.
 
 use futures_util::TryStreamExt;
-use parley_domain::{ConversationId, StoreError};
+use parley_domain::{ConversationId, StoreError, Timestamp};
 use scylla::client::session::Session;
 
-use crate::{execution_error, statements::user_marker_upsert};
+use crate::{
+    execution_error,
+    revocations::day_of,
+    statements::{revocation_insert, user_marker_upsert},
+};
 
 /// Rows copied at once.
 const COPIES_IN_FLIGHT: usize = 64;
@@ -47,6 +51,54 @@ pub(crate) async fn copy_read_markers_to_users(
                         .await
                         .map_err(execution_error)?;
                 }
+                copied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+        })
+        .await?;
+    Ok(copied.into_inner())
+}
+
+/// How long a copied logout is kept. `revoked_sessions` does not record
+/// when a session's token expires (its rows are keys only, and CQL reads
+/// no TTL of a key), so the copy outlives any token a deployment would
+/// issue; keeping a logout too long costs a few bytes, forgetting it too
+/// early would let a logged-out token back in.
+const COPIED_LOGOUT_KEPT_S: i64 = 366 * 24 * 3600;
+
+/// Every session of `revoked_sessions` into today's `revocations`.
+pub(crate) async fn copy_revoked_sessions(session: &Session, ks: &str) -> Result<u64, StoreError> {
+    let insert = session
+        .prepare(revocation_insert(ks))
+        .await
+        .map_err(StoreError::unavailable)?;
+    let insert = &insert;
+    let now = Timestamp::now().millis();
+    let expires_at = now / 1000 + COPIED_LOGOUT_KEPT_S;
+    let rows = session
+        .query_iter(format!("SELECT session_id FROM {ks}.revoked_sessions"), ())
+        .await
+        .map_err(StoreError::unavailable)?
+        .rows_stream::<(String,)>()
+        .map_err(StoreError::unexpected)?;
+    let copied = std::sync::atomic::AtomicU64::new(0);
+    rows.map_err(StoreError::unavailable)
+        .try_for_each_concurrent(COPIES_IN_FLIGHT, |(id,)| {
+            let copied = &copied;
+            async move {
+                session
+                    .execute_unpaged(
+                        insert,
+                        (
+                            day_of(now),
+                            now,
+                            id,
+                            expires_at,
+                            COPIED_LOGOUT_KEPT_S as i32,
+                        ),
+                    )
+                    .await
+                    .map_err(execution_error)?;
                 copied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }

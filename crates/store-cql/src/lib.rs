@@ -7,6 +7,7 @@
 mod backfill;
 mod dedup;
 mod read_models;
+mod revocations;
 mod schema;
 mod statements;
 mod users;
@@ -42,6 +43,7 @@ pub struct Cql {
     pub(crate) st: Arc<Statements>,
     pub(crate) keyspace: String,
     pub(crate) cache: Arc<users::Cache>,
+    pub(crate) revocations: Arc<revocations::Revocations>,
     pub(crate) buckets: Arc<read_models::WrittenBuckets>,
 }
 
@@ -58,6 +60,7 @@ impl Cql {
             st: Arc::new(st),
             keyspace: config.keyspace.clone(),
             cache: Arc::default(),
+            revocations: Arc::default(),
             buckets: Arc::default(),
         })
     }
@@ -195,6 +198,14 @@ async fn schema_migrate(session: &Session, config: &CqlConfig) -> Result<i32, St
                         .map_err(StoreError::unavailable)?;
                     let copied = backfill::copy_read_markers_to_users(session, ks).await?;
                     tracing::info!(keyspace = %ks, markers = copied, "copied read markers to their participants");
+                }
+                Ddl::CopyRevokedSessions => {
+                    session
+                        .await_schema_agreement()
+                        .await
+                        .map_err(StoreError::unavailable)?;
+                    let copied = backfill::copy_revoked_sessions(session, ks).await?;
+                    tracing::info!(keyspace = %ks, sessions = copied, "copied logged-out sessions");
                 }
             }
         }

@@ -27,12 +27,22 @@ pub enum Ddl {
     /// `user_read_markers`, with the write timestamp it has, so a copy
     /// never overwrites a later marker the projector wrote meanwhile.
     CopyReadMarkersToUsers,
+    /// Every session in `revoked_sessions` written into today's
+    /// `revocations`, so a logout made before the upgrade still holds.
+    CopyRevokedSessions,
 }
 
 /// Each participant's copy of a conversation's read markers.
 const USER_READ_MARKERS: &str = "CREATE TABLE IF NOT EXISTS {ks}.user_read_markers (
     user_id text, conversation_id text, reader text, up_to text, at bigint,
     PRIMARY KEY (user_id, conversation_id, reader))";
+
+/// Logouts by the day they happened, clustered by time: each process
+/// reads what is new with one slice of today's partition. Rows expire
+/// with the session's token.
+const REVOCATIONS: &str = "CREATE TABLE IF NOT EXISTS {ks}.revocations (
+    day bigint, at bigint, session_id text, expires_at bigint,
+    PRIMARY KEY (day, at, session_id))";
 
 /// `(version, steps)`; `{ks}` is the keyspace. Migration 1 creates the
 /// current schema, so a new keyspace is made in one pass of `CREATE`s
@@ -56,7 +66,9 @@ pub const MIGRATIONS: &[(i32, &[Ddl])] = &[
             Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.user_directory (
                 prefix text, username text, id text, display_name text, created_at bigint,
                 PRIMARY KEY (prefix, username))"),
+            // Read by releases before `revocations`; still written by logout.
             Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.revoked_sessions (session_id text PRIMARY KEY)"),
+            Ddl::Run(REVOCATIONS),
             // client_id and "one delivery per message" keys, claimed by LWT.
             Ddl::Run("CREATE TABLE IF NOT EXISTS {ks}.dedup_keys (
                 key text PRIMARY KEY, payload blob, log_partition int, log_offset bigint)
@@ -121,6 +133,9 @@ pub const MIGRATIONS: &[(i32, &[Ddl])] = &[
             Ddl::CopyReadMarkersToUsers,
         ],
     ),
+    // 4: logouts by day, so a process keeps every logout in memory and
+    // reads only the new ones, instead of asking per session.
+    (4, &[Ddl::Run(REVOCATIONS), Ddl::CopyRevokedSessions]),
 ];
 
 /// Tables the projector writes; replay truncates them.

@@ -26,6 +26,15 @@ pub(crate) fn user_marker_upsert(ks: &str) -> String {
     )
 }
 
+/// A logout, written by `logout` and by the migration that copies the
+/// logouts an earlier release recorded.
+pub(crate) fn revocation_insert(ks: &str) -> String {
+    format!(
+        "INSERT INTO {ks}.revocations (day, at, session_id, expires_at) VALUES (?, ?, ?, ?)
+         USING TTL ?"
+    )
+}
+
 pub struct Statements {
     pub health: Prepared,
     // users
@@ -39,7 +48,8 @@ pub struct Statements {
     pub directory_delete: Prepared,
     pub directory_search: Prepared,
     pub revoke: Prepared,
-    pub is_revoked: Prepared,
+    pub revocation_insert: Prepared,
+    pub revocations_after: Prepared,
     // dedup
     pub dedup_claim: Prepared,
     pub dedup_settle: Prepared,
@@ -107,8 +117,10 @@ impl Statements {
                  WHERE prefix = ? AND username >= ? AND username < ? LIMIT ?"), true).await?,
             revoke: p("revoke", format!(
                 "INSERT INTO {ks}.revoked_sessions (session_id) VALUES (?) USING TTL ?"), true).await?,
-            is_revoked: p("is_revoked", format!(
-                "SELECT session_id FROM {ks}.revoked_sessions WHERE session_id = ?"), true).await?,
+            revocation_insert: p("revocation_insert", revocation_insert(ks), true).await?,
+            revocations_after: p("revocations_after", format!(
+                "SELECT at, session_id, expires_at FROM {ks}.revocations
+                 WHERE day = ? AND (at, session_id) > (?, ?) LIMIT ?"), true).await?,
             dedup_claim: p("dedup_claim", format!(
                 "INSERT INTO {ks}.dedup_keys (key, payload) VALUES (?, ?) IF NOT EXISTS"), false).await?,
             dedup_settle: p("dedup_settle", format!(

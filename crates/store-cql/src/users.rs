@@ -1,18 +1,12 @@
-//! Credentials (username unique by LWT), the public directory and revoked
-//! sessions.
+//! Credentials (username unique by LWT) and the public directory.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Mutex};
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 use parley_domain::{
-    auth::Session,
-    ports::{SessionRevocations, UserStore},
-    Credential, DisplayName, PasswordHash, PublicUser, StoreError, Timestamp, UserId, Username,
+    ports::UserStore, Credential, DisplayName, PasswordHash, PublicUser, StoreError, Timestamp,
+    UserId, Username,
 };
 use scylla::value::{CqlValue, Row};
 
@@ -22,22 +16,13 @@ type UserRow = (String, String, String, i64);
 
 /// Entries kept per cache before it is cleared and refilled.
 const CACHE_MAX: usize = 100_000;
-/// How long a revocation answer is trusted without asking the store.
-const REVOCATION_FRESH: Duration = Duration::from_secs(2);
 
 /// What the hot paths of command-api would otherwise read on every
-/// request, so a send does not depend on the CQL store being up (the log
-/// is what must be up):
-/// - public users never change once registered, so a found user is kept;
-/// - a session's revocation answer is reused for [`REVOCATION_FRESH`], and
-///   while the store is unreachable the last answer stands. A session this
-///   process has never seen is then let through (the token's signature and
-///   expiry were still checked): during an outage nobody can log out
-///   anyway, since recording a logout needs the store.
+/// request: public users never change once registered, so a found user is
+/// kept. (Logouts are kept apart, in [`crate::revocations`].)
 #[derive(Default)]
 pub(crate) struct Cache {
     users: Mutex<HashMap<UserId, PublicUser>>,
-    revoked: Mutex<HashMap<String, (bool, Instant)>>,
 }
 
 fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, k: K, v: V) {
@@ -205,60 +190,5 @@ impl UserStore for Cql {
             .map_err(rows_error)?
             .map(|r| r.map_err(rows_error).and_then(public_from_row))
             .collect()
-    }
-}
-
-#[async_trait]
-impl SessionRevocations for Cql {
-    async fn revoke(&self, session: &Session) -> Result<(), StoreError> {
-        let now = Timestamp::now().millis() / 1000;
-        // Remembered until the token would have expired anyway.
-        let ttl = (session.expires_at - now).clamp(1, i32::MAX as i64) as i32;
-        self.run(&self.st.revoke, (session.session_id.as_str(), ttl))
-            .await?;
-        remember(
-            &self.cache.revoked,
-            session.session_id.clone(),
-            (true, Instant::now()),
-        );
-        Ok(())
-    }
-
-    async fn is_revoked(&self, session_id: &str) -> Result<bool, StoreError> {
-        let known = self
-            .cache
-            .revoked
-            .lock()
-            .ok()
-            .and_then(|m| m.get(session_id).copied());
-        if let Some((revoked, at)) = known {
-            if revoked || at.elapsed() < REVOCATION_FRESH {
-                return Ok(revoked);
-            }
-        }
-        let asked = async {
-            let rows = self
-                .run(&self.st.is_revoked, (session_id,))
-                .await?
-                .into_rows_result()
-                .map_err(rows_error)?;
-            Ok::<_, StoreError>(rows.rows_num() > 0)
-        };
-        match asked.await {
-            Ok(revoked) => {
-                remember(
-                    &self.cache.revoked,
-                    session_id.to_owned(),
-                    (revoked, Instant::now()),
-                );
-                Ok(revoked)
-            }
-            Err(StoreError::Unavailable(e)) => {
-                metrics::counter!("parley_auth_revocation_unchecked_total").increment(1);
-                tracing::warn!(error = %e, "revocation check unavailable; using the last answer");
-                Ok(known.is_some_and(|(revoked, _)| revoked))
-            }
-            Err(e) => Err(e),
-        }
     }
 }

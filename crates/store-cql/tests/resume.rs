@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{config, covering, ids, messages, store_on};
+use common::{config, covering, forget_migrations_from, ids, messages, session, store_on, LATEST};
 use parley_domain::{
     events::{ConversationRead, MessageDelivered},
     ports::{ReadModelWriter, TimelineReader},
@@ -16,20 +16,8 @@ use parley_domain::{
     UserId,
 };
 use parley_store_cql::{bucket_of, Cql, CqlConfig};
-use scylla::client::{session::Session, session_builder::SessionBuilder};
-
-/// The schema version `migrate` brings a keyspace to.
-const LATEST: i32 = 3;
 /// The columns migration 2 added to `user_feed`.
 const FEED_MESSAGE_COLUMNS: [&str; 5] = ["sender", "recipient", "body", "sent_at", "delivered_at"];
-
-async fn session(config: &CqlConfig) -> Session {
-    SessionBuilder::new()
-        .known_node(&config.nodes)
-        .build()
-        .await
-        .expect("connect")
-}
 
 fn recorded(offset: i64, at: Timestamp, event: Event) -> RecordedEvent {
     RecordedEvent {
@@ -198,7 +186,6 @@ async fn the_feed_columns_migrate_onto_an_older_keyspace() {
         found
     };
     assert_eq!(present().await, 5);
-    let forget = format!("DELETE FROM {ks}.schema_migrations WHERE version IN (2, 3)");
     s.query_unpaged(
         format!(
             "ALTER TABLE {ks}.user_feed DROP ({})",
@@ -208,11 +195,11 @@ async fn the_feed_columns_migrate_onto_an_older_keyspace() {
     )
     .await
     .expect("drop columns");
-    s.query_unpaged(forget.as_str(), ()).await.expect("forget");
+    forget_migrations_from(&s, ks, 2).await;
     assert_eq!(present().await, 0);
     assert_eq!(Cql::migrate(&config).await.expect("migrate"), LATEST);
     assert_eq!(present().await, 5);
-    s.query_unpaged(forget.as_str(), ()).await.expect("forget");
+    forget_migrations_from(&s, ks, 2).await;
     assert_eq!(Cql::migrate(&config).await.expect("migrate again"), LATEST);
     assert_eq!(present().await, 5);
     // And the store works on it.
@@ -235,12 +222,10 @@ async fn migrating_copies_earlier_read_markers_to_their_participants() {
     assert!(t.shown[2].read_at.is_some());
     let s = session(&t.config).await;
     let ks = &t.config.keyspace;
-    for cql in [
-        format!("TRUNCATE {ks}.user_read_markers"),
-        format!("DELETE FROM {ks}.schema_migrations WHERE version = 3"),
-    ] {
-        s.query_unpaged(cql, ()).await.expect("forget the copies");
-    }
+    s.query_unpaged(format!("TRUNCATE {ks}.user_read_markers"), ())
+        .await
+        .expect("forget the copies");
+    forget_migrations_from(&s, ks, 3).await;
     let unread = t.resume(t.a, t.all[0], t.last).await;
     assert!(unread.iter().all(|m| m.read_at.is_none()), "{unread:?}");
     assert_eq!(Cql::migrate(&t.config).await.expect("migrate"), LATEST);

@@ -168,7 +168,8 @@ impl SessionRevocations for SqliteUsers {
         Ok(())
     }
 
-    async fn is_revoked(&self, session_id: &str) -> Result<bool, StoreError> {
+    async fn is_revoked(&self, session: &Session) -> Result<bool, StoreError> {
+        let session_id = session.session_id.as_str();
         let fresh = self
             .revoked
             .read()

@@ -9,6 +9,31 @@ use parley_domain::{
     MessageId, RecordedEvent, Timestamp, UserId, Watermark,
 };
 use parley_store_cql::{Cql, CqlConfig};
+use scylla::client::{session::Session, session_builder::SessionBuilder};
+
+/// The schema version `migrate` brings a keyspace to.
+pub const LATEST: i32 = 4;
+
+/// A plain CQL session, for what a test does to a keyspace behind the
+/// store's back.
+pub async fn session(config: &CqlConfig) -> Session {
+    SessionBuilder::new()
+        .known_node(&config.nodes)
+        .build()
+        .await
+        .expect("connect")
+}
+
+/// Makes the next `migrate` apply every migration from `version` on again,
+/// as on a keyspace an earlier release made.
+pub async fn forget_migrations_from(s: &Session, ks: &str, version: i32) {
+    let versions: Vec<String> = (version..=LATEST).map(|v| v.to_string()).collect();
+    let cql = format!(
+        "DELETE FROM {ks}.schema_migrations WHERE version IN ({})",
+        versions.join(", ")
+    );
+    s.query_unpaged(cql, ()).await.expect("forget migrations");
+}
 
 /// A keyspace of its own for one test, named after `what`.
 pub fn config(what: &str) -> CqlConfig {

@@ -1,0 +1,120 @@
+//! Logouts on a real Cassandra: each process keeps every logout in memory
+//! and reads only what is new, so these pin that a logout anywhere reaches
+//! every process, that a process started later knows the earlier ones, as
+//! far back as a session's issue day, and that the logouts an earlier
+//! release recorded survive the upgrade.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{config, forget_migrations_from, session, store_on, LATEST};
+use parley_domain::{auth::Session, ports::SessionRevocations, Timestamp, UserId};
+use parley_store_cql::Cql;
+
+const DAY_S: i64 = 24 * 3600;
+
+/// A session issued `age_s` seconds ago, valid for another hour.
+fn issued(age_s: i64) -> Session {
+    let now = Timestamp::now().millis() / 1000;
+    Session {
+        user_id: UserId::new(),
+        session_id: format!("s{:x}", UserId::new().as_uuid().as_u128()),
+        issued_at: now - age_s,
+        expires_at: now + 3600,
+    }
+}
+
+async fn revoked(store: &Cql, s: &Session) -> bool {
+    store.is_revoked(s).await.expect("is_revoked")
+}
+
+#[tokio::test]
+async fn a_logout_on_one_process_reaches_another() {
+    let config = config("revoke_spread");
+    let (a, b) = (
+        store_on(&config).await,
+        Cql::connect(&config).await.expect("connect"),
+    );
+    let (gone, kept) = (issued(60), issued(60));
+    // B has read the list, and answers from it from now on.
+    assert!(!revoked(&b, &gone).await);
+    a.revoke(&gone).await.expect("revoke");
+    assert!(
+        revoked(&a, &gone).await,
+        "the process that logged out knows"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !revoked(&b, &gone).await {
+        assert!(
+            Instant::now() < deadline,
+            "the other process never learnt of the logout"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!revoked(&b, &kept).await);
+    assert!(!revoked(&a, &kept).await);
+}
+
+#[tokio::test]
+async fn a_process_started_after_a_logout_knows_it() {
+    let config = config("revoke_later");
+    let a = store_on(&config).await;
+    let s = issued(60);
+    a.revoke(&s).await.expect("revoke");
+    let later = Cql::connect(&config).await.expect("connect");
+    assert!(revoked(&later, &s).await);
+}
+
+/// A logout three days ago sits in that day's partition. A process that
+/// has so far read only today's must read back to the day the asking
+/// session was issued.
+#[tokio::test]
+async fn a_logout_from_days_ago_holds_for_a_session_issued_before_it() {
+    let config = config("revoke_old");
+    let store = store_on(&config).await;
+    let old = issued(5 * DAY_S);
+    let ks = &config.keyspace;
+    let at = Timestamp::now().millis() - 3 * DAY_S * 1000;
+    session(&config)
+        .await
+        .query_unpaged(
+            format!(
+                "INSERT INTO {ks}.revocations (day, at, session_id, expires_at) VALUES (?, ?, ?, ?)"
+            ),
+            (
+                at.div_euclid(DAY_S * 1000),
+                at,
+                old.session_id.as_str(),
+                old.expires_at,
+            ),
+        )
+        .await
+        .expect("a logout three days ago");
+    assert!(!revoked(&store, &issued(60)).await);
+    assert!(revoked(&store, &old).await);
+}
+
+/// Logouts recorded by a release before `revocations` (in
+/// `revoked_sessions` only) are copied by `migrate`.
+#[tokio::test]
+async fn migrating_copies_the_logouts_an_earlier_release_recorded() {
+    let config = config("revoke_mig");
+    store_on(&config).await;
+    let s = session(&config).await;
+    let ks = &config.keyspace;
+    let earlier = issued(60);
+    s.query_unpaged(
+        format!("INSERT INTO {ks}.revoked_sessions (session_id) VALUES (?)"),
+        (earlier.session_id.as_str(),),
+    )
+    .await
+    .expect("an earlier release's logout");
+    let before = Cql::connect(&config).await.expect("connect");
+    assert!(!revoked(&before, &earlier).await, "not yet copied");
+    forget_migrations_from(&s, ks, 4).await;
+    assert_eq!(Cql::migrate(&config).await.expect("migrate"), LATEST);
+    let after = Cql::connect(&config).await.expect("connect");
+    assert!(revoked(&after, &earlier).await);
+    assert!(!revoked(&after, &issued(60)).await);
+}
