@@ -1,4 +1,4 @@
-//! Read models, credentials and de-duplication keys on a CQL store:
+//! Read models, credentials, logouts and de-duplication keys on a CQL store:
 //! ScyllaDB in production, Apache Cassandra 5 in tests (same driver, same
 //! CQL). Every statement is prepared once at connect; every write is an
 //! idempotent upsert with an explicit timestamp taken from the event, so a
