@@ -32,7 +32,11 @@ const STALE_AFTER: Duration = Duration::from_secs(3);
 /// Each read starts this far before the previous one ended: a logout is
 /// stamped with its writer's clock, and may become visible a little after
 /// that time, so a read that began just after it could have missed it.
-const OVERLAP_MS: i64 = 10_000;
+/// Processes' clocks must agree within this (NTP keeps them within
+/// milliseconds): a logout stamped by a clock further behind reaches a
+/// running process only when it starts again. Re-reading a minute of
+/// logouts each second costs little, as logouts are rare.
+const OVERLAP_MS: i64 = 60_000;
 /// A writer's clock may be this far off ours; days are read with margin.
 const CLOCK_SKEW_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * 3600 * 1000;

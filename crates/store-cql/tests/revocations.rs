@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{config, forget_migrations_from, session, store_on, LATEST};
 use parley_domain::{auth::Session, ports::SessionRevocations, Timestamp, UserId};
-use parley_store_cql::Cql;
+use parley_store_cql::{Cql, CqlConfig};
 
 const DAY_S: i64 = 24 * 3600;
 
@@ -23,6 +23,27 @@ fn issued(age_s: i64) -> Session {
         issued_at: now - age_s,
         expires_at: now + 3600,
     }
+}
+
+/// A logout of `s` stamped `at` (ms), written as another process would,
+/// behind the store's back.
+async fn logout_stamped(config: &CqlConfig, s: &Session, at: i64) {
+    let ks = &config.keyspace;
+    session(config)
+        .await
+        .query_unpaged(
+            format!(
+                "INSERT INTO {ks}.revocations (day, at, session_id, expires_at) VALUES (?, ?, ?, ?)"
+            ),
+            (
+                at.div_euclid(DAY_S * 1000),
+                at,
+                s.session_id.as_str(),
+                s.expires_at,
+            ),
+        )
+        .await
+        .expect("write a logout");
 }
 
 async fn revoked(store: &Cql, s: &Session) -> bool {
@@ -66,6 +87,26 @@ async fn a_process_started_after_a_logout_knows_it() {
     assert!(revoked(&later, &s).await);
 }
 
+/// A logout recorded by a process whose clock is half a minute behind
+/// ours lands before the end of what another process has already read;
+/// each read starts a minute back, so it is still found.
+#[tokio::test]
+async fn a_logout_stamped_by_a_clock_behind_still_arrives() {
+    let config = config("revoke_skew");
+    let store = store_on(&config).await;
+    let late = issued(120);
+    assert!(!revoked(&store, &late).await);
+    logout_stamped(&config, &late, Timestamp::now().millis() - 30_000).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !revoked(&store, &late).await {
+        assert!(
+            Instant::now() < deadline,
+            "the late-stamped logout was never read"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A logout three days ago sits in that day's partition. A process that
 /// has so far read only today's must read back to the day the asking
 /// session was issued.
@@ -74,23 +115,7 @@ async fn a_logout_from_days_ago_holds_for_a_session_issued_before_it() {
     let config = config("revoke_old");
     let store = store_on(&config).await;
     let old = issued(5 * DAY_S);
-    let ks = &config.keyspace;
-    let at = Timestamp::now().millis() - 3 * DAY_S * 1000;
-    session(&config)
-        .await
-        .query_unpaged(
-            format!(
-                "INSERT INTO {ks}.revocations (day, at, session_id, expires_at) VALUES (?, ?, ?, ?)"
-            ),
-            (
-                at.div_euclid(DAY_S * 1000),
-                at,
-                old.session_id.as_str(),
-                old.expires_at,
-            ),
-        )
-        .await
-        .expect("a logout three days ago");
+    logout_stamped(&config, &old, Timestamp::now().millis() - 3 * DAY_S * 1000).await;
     assert!(!revoked(&store, &issued(60)).await);
     assert!(revoked(&store, &old).await);
 }
