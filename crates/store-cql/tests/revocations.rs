@@ -50,6 +50,16 @@ async fn revoked(store: &Cql, s: &Session) -> bool {
     store.is_revoked(s).await.expect("is_revoked")
 }
 
+/// Waits until `store` says `s` is logged out; fails with `never` after
+/// 30 s (a process reads new logouts about once a second).
+async fn eventually_revoked(store: &Cql, s: &Session, never: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !revoked(store, s).await {
+        assert!(Instant::now() < deadline, "{never}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_logout_on_one_process_reaches_another() {
     let config = config("revoke_spread");
@@ -65,14 +75,7 @@ async fn a_logout_on_one_process_reaches_another() {
         revoked(&a, &gone).await,
         "the process that logged out knows"
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !revoked(&b, &gone).await {
-        assert!(
-            Instant::now() < deadline,
-            "the other process never learnt of the logout"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_revoked(&b, &gone, "the other process never learnt of the logout").await;
     assert!(!revoked(&b, &kept).await);
     assert!(!revoked(&a, &kept).await);
 }
@@ -97,14 +100,7 @@ async fn a_logout_stamped_by_a_clock_behind_still_arrives() {
     let late = issued(120);
     assert!(!revoked(&store, &late).await);
     logout_stamped(&config, &late, Timestamp::now().millis() - 30_000).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !revoked(&store, &late).await {
-        assert!(
-            Instant::now() < deadline,
-            "the late-stamped logout was never read"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_revoked(&store, &late, "the late-stamped logout was never read").await;
 }
 
 /// A logout three days ago sits in that day's partition. A process that
