@@ -4,11 +4,14 @@
 //!
 //! It implements the same ports as the Kafka and CQL adapters, so every
 //! role runs unchanged on it. Appends are group-committed by one writer
-//! thread: concurrent sends share a transaction and an fsync.
+//! thread: concurrent sends share a transaction and an fsync. What it
+//! committed is handed to the consumers of the same process in memory
+//! (`recent`); other processes sharing the files read them.
 
 mod db;
 mod log;
 mod read_models;
+mod recent;
 mod schema;
 mod users;
 
@@ -42,9 +45,14 @@ impl Embedded {
         let (log_db, db) = (Arc::new(log_db), Arc::new(db));
         let head = log_db.head_offset_blocking()?;
         let (head_tx, head_rx) = watch::channel(head);
-        let appender = Arc::new(SqliteAppender::start(log_db.clone(), head_tx)?);
+        let recent = Arc::new(recent::Recent::new(head));
+        let appender = Arc::new(SqliteAppender::start(
+            log_db.clone(),
+            head_tx,
+            recent.clone(),
+        )?);
         Ok(Self {
-            log: Arc::new(SqliteLog::new(log_db.clone(), db.clone(), head_rx)),
+            log: Arc::new(SqliteLog::new(log_db.clone(), db.clone(), head_rx, recent)),
             log_db,
             read_models: Arc::new(SqliteReadModels::new(db.clone())),
             users: Arc::new(SqliteUsers::new(db.clone())),
@@ -80,5 +88,31 @@ impl HealthCheck for Embedded {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parley_domain::{commands::SendMessage, ports::EventAppender, UserId};
+
+    use super::*;
+
+    /// The writer hands what it committed to the consumers' ring.
+    #[tokio::test]
+    async fn committed_events_are_held_for_the_consumers_of_this_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Embedded::open(dir.path()).unwrap();
+        let (a, b) = (UserId::new(), UserId::new());
+        let mut offsets = Vec::new();
+        for body in ["one", "two"] {
+            let send = SendMessage::decide(a, &b.to_string(), body.into(), None).unwrap();
+            let appended = backend.appender.append(send.into_pending()).await.unwrap();
+            offsets.push(appended.event().position.offset);
+        }
+        let held = backend.log.recent.after(0, 10).unwrap();
+        assert_eq!(
+            held.iter().map(|e| e.position.offset).collect::<Vec<_>>(),
+            offsets
+        );
     }
 }

@@ -17,7 +17,10 @@ use parley_domain::{
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::db::{map_err, open_conn, Db};
+use crate::{
+    db::{map_err, open_conn, Db},
+    recent::Recent,
+};
 
 /// Most appends one transaction takes. Larger batches amortise the fsync
 /// further but hold every caller in the batch for longer.
@@ -39,7 +42,11 @@ pub struct SqliteAppender {
 }
 
 impl SqliteAppender {
-    pub(crate) fn start(db: Arc<Db>, head: watch::Sender<i64>) -> Result<Self, StoreError> {
+    pub(crate) fn start(
+        db: Arc<Db>,
+        head: watch::Sender<i64>,
+        recent: Arc<Recent>,
+    ) -> Result<Self, StoreError> {
         let conn = open_conn(db.path()).map_err(map_err)?;
         let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
         let alive = Arc::new(AtomicBool::new(true));
@@ -47,7 +54,7 @@ impl SqliteAppender {
         std::thread::Builder::new()
             .name("parley-log-writer".into())
             .spawn(move || {
-                writer_loop(&db, conn, rx, head);
+                writer_loop(&db, conn, rx, head, &recent);
                 flag.store(false, Ordering::SeqCst);
             })
             .map_err(StoreError::unexpected)?;
@@ -81,6 +88,7 @@ fn writer_loop(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Job>,
     head: watch::Sender<i64>,
+    recent: &Recent,
 ) {
     let mut events = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
@@ -98,6 +106,11 @@ fn writer_loop(
         let committed = db.exclusive(|| commit_batch(&mut conn, events.drain(..)));
         match committed {
             Ok((results, last)) => {
+                // Into memory before the wake-up, so a woken consumer finds them.
+                recent.committed(results.iter().filter_map(|r| match r {
+                    Appended::New(e) => Some(e),
+                    Appended::Duplicate(_) => None,
+                }));
                 head.send_if_modified(|h| {
                     let moved = last > *h;
                     *h = (*h).max(last);
@@ -205,11 +218,24 @@ pub struct SqliteLog {
     /// `parley.db`: consumer positions, beside the read models they cover.
     db: Arc<Db>,
     head: watch::Receiver<i64>,
+    /// What this process committed last: a consumer that stands within it
+    /// reads no file.
+    pub(crate) recent: Arc<Recent>,
 }
 
 impl SqliteLog {
-    pub(crate) fn new(log: Arc<Db>, db: Arc<Db>, head: watch::Receiver<i64>) -> Self {
-        Self { log, db, head }
+    pub(crate) fn new(
+        log: Arc<Db>,
+        db: Arc<Db>,
+        head: watch::Receiver<i64>,
+        recent: Arc<Recent>,
+    ) -> Self {
+        Self {
+            log,
+            db,
+            head,
+            recent,
+        }
     }
 
     async fn committed_offset(&self, group: &str) -> Result<i64, StoreError> {
@@ -248,6 +274,8 @@ impl EventLog for SqliteLog {
             log: self.log.clone(),
             db: self.db.clone(),
             head: self.head.clone(),
+            recent: self.recent.clone(),
+            file_read_at: None,
         }))
     }
 
@@ -298,6 +326,9 @@ struct SqliteConsumer {
     log: Arc<Db>,
     db: Arc<Db>,
     head: watch::Receiver<i64>,
+    recent: Arc<Recent>,
+    /// When this consumer last read the file (`None`: not yet).
+    file_read_at: Option<tokio::time::Instant>,
 }
 
 #[async_trait]
@@ -306,27 +337,52 @@ impl LogConsumer for SqliteConsumer {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             self.head.borrow_and_update();
-            let after = self.after;
-            let rows = self
-                .log
-                .read(move |c| {
-                    let mut st = c.prepare_cached(r#"SELECT "offset", payload FROM events WHERE "offset" > ?1 ORDER BY "offset" LIMIT ?2"#)?;
-                    let rows = st.query_map(params![after, max as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .await?;
-            if let Some((last, _)) = rows.last() {
-                self.after = *last;
-                return Ok(rows.iter().filter_map(|(o, p)| decode(*o, p)).collect());
+            let held = self.recent.after(self.after, max);
+            if let Some(last) = held.as_ref().and_then(|v| v.last()) {
+                self.after = last.position.offset;
+                metrics::counter!("parley_log_reads_total", "from" => "memory").increment(1);
+                return Ok(held.unwrap_or_default());
+            }
+            // When this process has committed nothing newer, the file can
+            // only hold another process's appends: those are looked for
+            // every EXTERNAL_POLL, not on every wake-up.
+            let now = tokio::time::Instant::now();
+            let file_due = match (&held, self.file_read_at) {
+                (Some(_), Some(at)) => at + EXTERNAL_POLL,
+                _ => now,
+            };
+            if now >= file_due {
+                self.file_read_at = Some(now);
+                let after = self.after;
+                let rows = self
+                    .log
+                    .read(move |c| {
+                        let mut st = c.prepare_cached(r#"SELECT "offset", payload FROM events WHERE "offset" > ?1 ORDER BY "offset" LIMIT ?2"#)?;
+                        let rows = st.query_map(params![after, max as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+                        rows.collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .await?;
+                if let Some((last, _)) = rows.last() {
+                    self.after = *last;
+                    metrics::counter!("parley_log_reads_total", "from" => "file").increment(1);
+                    return Ok(rows.iter().filter_map(|(o, p)| decode(*o, p)).collect());
+                }
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return Ok(Vec::new());
             }
-            let nap = (deadline - now).min(EXTERNAL_POLL);
-            // Woken at once by an in-process commit; otherwise re-read after
-            // a short nap in case another process appended.
-            let _ = tokio::time::timeout(nap, self.head.changed()).await;
+            // Woken at once by an in-process commit; otherwise when the
+            // file is due another look.
+            let wake = self
+                .file_read_at
+                .map_or(deadline, |at| deadline.min(at + EXTERNAL_POLL));
+            let nap = wake.saturating_duration_since(now);
+            if let Ok(Err(_)) = tokio::time::timeout(nap, self.head.changed()).await {
+                // The writer thread is gone: nothing will wake this
+                // consumer, so it must not spin.
+                tokio::time::sleep(nap).await;
+            }
         }
     }
 

@@ -4,8 +4,10 @@ use std::{collections::HashSet, sync::Arc};
 
 use parley_domain::{
     commands::SendMessage,
-    ports::{Appended, EventAppender, EventLog, ReadModelWriter, StartFrom, TimelineReader},
-    ConversationId, UserId, Watermark,
+    ports::{
+        Appended, EventAppender, EventLog, LogConsumer, ReadModelWriter, StartFrom, TimelineReader,
+    },
+    ConversationId, RecordedEvent, UserId, Watermark,
 };
 use parley_store_sqlite::Embedded;
 
@@ -89,4 +91,68 @@ async fn concurrent_appends_are_all_durable_ordered_and_deduplicated() {
         .expect("page");
     assert_eq!(page.len(), 201);
     assert!(page.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+}
+
+/// Polls `consumer` until it has returned `n` events (or 10 s pass).
+async fn take(consumer: &mut dyn LogConsumer, n: usize) -> Vec<RecordedEvent> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < n && std::time::Instant::now() < deadline {
+        let batch = consumer
+            .poll(1000, std::time::Duration::from_millis(300))
+            .await
+            .expect("poll");
+        got.extend(batch);
+    }
+    got
+}
+
+/// Two processes append to one log file in turns. A consumer in the first
+/// takes the first's events from memory, and must still see the second's,
+/// in log order, each once: the very events a reader of the file sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_sees_the_appends_of_every_process_sharing_the_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let first = Embedded::open(dir.path()).expect("open");
+    let second = Embedded::open(dir.path()).expect("open again");
+    let (a, b) = (UserId::new(), UserId::new());
+    let mut live = first
+        .log
+        .subscribe("live", StartFrom::After(Watermark::default()))
+        .await
+        .expect("subscribe");
+    let mut seen = Vec::new();
+    let mut sent = 0;
+    for round in 0..30 {
+        for (i, process) in [&first, &second].into_iter().enumerate() {
+            for k in 0..=(round % 3) {
+                process
+                    .appender
+                    .append(send(a, b, &format!("{round}.{i}.{k}"), None))
+                    .await
+                    .expect("append");
+                sent += 1;
+            }
+        }
+        // Live: read while the other process keeps appending.
+        let batch = live
+            .poll(1000, std::time::Duration::from_millis(20))
+            .await
+            .expect("poll");
+        seen.extend(batch);
+    }
+    seen.extend(take(live.as_mut(), sent - seen.len()).await);
+
+    let reader = Embedded::open(dir.path()).expect("a third process");
+    let mut file = reader
+        .log
+        .subscribe("file", StartFrom::After(Watermark::default()))
+        .await
+        .expect("subscribe");
+    let all = take(file.as_mut(), sent).await;
+    assert_eq!(all.len(), sent, "the file holds every append");
+    assert!(all
+        .windows(2)
+        .all(|w| w[0].position.offset < w[1].position.offset));
+    assert_eq!(seen, all, "the live consumer saw what the file holds");
 }
