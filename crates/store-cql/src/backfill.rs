@@ -37,26 +37,19 @@ pub(crate) async fn copy_read_markers_to_users(
         .map_err(StoreError::unavailable)?
         .rows_stream::<(String, String, String, i64, i64)>()
         .map_err(StoreError::unexpected)?;
-    let copied = std::sync::atomic::AtomicU64::new(0);
-    rows.map_err(StoreError::unavailable)
-        .try_for_each_concurrent(COPIES_IN_FLIGHT, |(conv, reader, up_to, at, ts)| {
-            let copied = &copied;
-            async move {
-                let (a, b) = ConversationId::parse(&conv)
-                    .map_err(StoreError::unexpected)?
-                    .participants();
-                for user in [a, b] {
-                    session
-                        .execute_unpaged(insert, (user.to_string(), &conv, &reader, &up_to, at, ts))
-                        .await
-                        .map_err(execution_error)?;
-                }
-                copied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Ok(())
-            }
-        })
-        .await?;
-    Ok(copied.into_inner())
+    copy_each(rows, |(conv, reader, up_to, at, ts)| async move {
+        let (a, b) = ConversationId::parse(&conv)
+            .map_err(StoreError::unexpected)?
+            .participants();
+        for user in [a, b] {
+            session
+                .execute_unpaged(insert, (user.to_string(), &conv, &reader, &up_to, at, ts))
+                .await
+                .map_err(execution_error)?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// How long a copied logout is kept. `revoked_sessions` does not record
@@ -81,24 +74,34 @@ pub(crate) async fn copy_revoked_sessions(session: &Session, ks: &str) -> Result
         .map_err(StoreError::unavailable)?
         .rows_stream::<(String,)>()
         .map_err(StoreError::unexpected)?;
+    copy_each(rows, |(id,)| async move {
+        let ttl = COPIED_LOGOUT_KEPT_S as i32;
+        session
+            .execute_unpaged(insert, (day_of(now), now, id, expires_at, ttl))
+            .await
+            .map_err(execution_error)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `copy` for every row, [`COPIES_IN_FLIGHT`] at a time, and says
+/// how many were copied.
+async fn copy_each<T, E, Fut>(
+    rows: impl futures_util::Stream<Item = Result<T, E>>,
+    copy: impl Fn(T) -> Fut,
+) -> Result<u64, StoreError>
+where
+    E: std::fmt::Display,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
     let copied = std::sync::atomic::AtomicU64::new(0);
     rows.map_err(StoreError::unavailable)
-        .try_for_each_concurrent(COPIES_IN_FLIGHT, |(id,)| {
+        .try_for_each_concurrent(COPIES_IN_FLIGHT, |row| {
+            let done = copy(row);
             let copied = &copied;
             async move {
-                session
-                    .execute_unpaged(
-                        insert,
-                        (
-                            day_of(now),
-                            now,
-                            id,
-                            expires_at,
-                            COPIED_LOGOUT_KEPT_S as i32,
-                        ),
-                    )
-                    .await
-                    .map_err(execution_error)?;
+                done.await?;
                 copied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
