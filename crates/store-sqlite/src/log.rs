@@ -338,17 +338,18 @@ impl LogConsumer for SqliteConsumer {
         loop {
             self.head.borrow_and_update();
             let held = self.recent.after(self.after, max);
-            if let Some(last) = held.as_ref().and_then(|v| v.last()) {
-                self.after = last.position.offset;
+            let covered = held.is_some();
+            if let Some(events) = held.filter(|v| !v.is_empty()) {
+                self.after = events.last().map_or(self.after, |e| e.position.offset);
                 metrics::counter!("parley_log_reads_total", "from" => "memory").increment(1);
-                return Ok(held.unwrap_or_default());
+                return Ok(events);
             }
             // When this process has committed nothing newer, the file can
             // only hold another process's appends: those are looked for
             // every EXTERNAL_POLL, not on every wake-up.
             let now = tokio::time::Instant::now();
-            let file_due = match (&held, self.file_read_at) {
-                (Some(_), Some(at)) => at + EXTERNAL_POLL,
+            let file_due = match self.file_read_at {
+                Some(at) if covered => at + EXTERNAL_POLL,
                 _ => now,
             };
             if now >= file_due {

@@ -29,8 +29,15 @@ struct Ring {
     bytes: usize,
     /// Every event after this offset is in `events`, in order.
     covered_from: i64,
+}
+
+impl Ring {
     /// The offset of the newest event held (`covered_from` when none).
-    last: i64,
+    fn last(&self) -> i64 {
+        self.events
+            .back()
+            .map_or(self.covered_from, |e| e.position.offset)
+    }
 }
 
 /// Roughly what an event costs to hold.
@@ -50,7 +57,6 @@ impl Recent {
                 events: VecDeque::new(),
                 bytes: 0,
                 covered_from: head,
-                last: head,
             }),
         }
     }
@@ -65,12 +71,11 @@ impl Recent {
         };
         for e in batch {
             let offset = e.position.offset;
-            if offset != ring.last + 1 {
+            if offset != ring.last() + 1 {
                 ring.events.clear();
                 ring.bytes = 0;
                 ring.covered_from = offset - 1;
             }
-            ring.last = offset;
             ring.bytes += weight(e);
             ring.events.push_back(e.clone());
             while ring.events.len() > MAX_EVENTS || ring.bytes > MAX_BYTES {
