@@ -63,11 +63,7 @@ async fn concurrent_appends_are_all_durable_ordered_and_deduplicated() {
     // Reopen: everything is there, in offset order, with ids increasing.
     drop(backend);
     let backend = Embedded::open(dir.path()).expect("reopen");
-    let mut consumer = backend
-        .log
-        .subscribe("test", StartFrom::After(Watermark::default()))
-        .await
-        .expect("subscribe");
+    let mut consumer = from_start(&backend, "test").await;
     let events = consumer
         .poll(1000, std::time::Duration::from_millis(100))
         .await
@@ -93,6 +89,15 @@ async fn concurrent_appends_are_all_durable_ordered_and_deduplicated() {
     assert!(page.windows(2).all(|w| w[0].id > w[1].id), "newest first");
 }
 
+/// A consumer of the whole log, under `group`.
+async fn from_start(backend: &Embedded, group: &str) -> Box<dyn LogConsumer> {
+    backend
+        .log
+        .subscribe(group, StartFrom::After(Watermark::default()))
+        .await
+        .expect("subscribe")
+}
+
 /// Polls `consumer` until it has returned `n` events (or 10 s pass).
 async fn take(consumer: &mut dyn LogConsumer, n: usize) -> Vec<RecordedEvent> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -116,11 +121,7 @@ async fn a_consumer_sees_the_appends_of_every_process_sharing_the_file() {
     let first = Embedded::open(dir.path()).expect("open");
     let second = Embedded::open(dir.path()).expect("open again");
     let (a, b) = (UserId::new(), UserId::new());
-    let mut live = first
-        .log
-        .subscribe("live", StartFrom::After(Watermark::default()))
-        .await
-        .expect("subscribe");
+    let mut live = from_start(&first, "live").await;
     let mut seen = Vec::new();
     let mut sent = 0;
     for round in 0..30 {
@@ -144,11 +145,7 @@ async fn a_consumer_sees_the_appends_of_every_process_sharing_the_file() {
     seen.extend(take(live.as_mut(), sent - seen.len()).await);
 
     let reader = Embedded::open(dir.path()).expect("a third process");
-    let mut file = reader
-        .log
-        .subscribe("file", StartFrom::After(Watermark::default()))
-        .await
-        .expect("subscribe");
+    let mut file = from_start(&reader, "file").await;
     let all = take(file.as_mut(), sent).await;
     assert_eq!(all.len(), sent, "the file holds every append");
     assert!(all
