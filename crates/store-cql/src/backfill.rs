@@ -68,6 +68,7 @@ pub(crate) async fn copy_revoked_sessions(session: &Session, ks: &str) -> Result
     let insert = &insert;
     let now = Timestamp::now().millis();
     let expires_at = now / 1000 + COPIED_LOGOUT_KEPT_S;
+    let ttl = COPIED_LOGOUT_KEPT_S as i32;
     let rows = session
         .query_iter(format!("SELECT session_id FROM {ks}.revoked_sessions"), ())
         .await
@@ -75,7 +76,6 @@ pub(crate) async fn copy_revoked_sessions(session: &Session, ks: &str) -> Result
         .rows_stream::<(String,)>()
         .map_err(StoreError::unexpected)?;
     copy_each(rows, |(id,)| async move {
-        let ttl = COPIED_LOGOUT_KEPT_S as i32;
         session
             .execute_unpaged(insert, (day_of(now), now, id, expires_at, ttl))
             .await
