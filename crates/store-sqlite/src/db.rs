@@ -248,17 +248,12 @@ impl Db {
         })
     }
 
-    /// Runs `f` holding the process-wide write gate, then yields so a
-    /// writer waiting at the gate gets it next: a std mutex is not fair,
-    /// and without this the projector's back-to-back batches kept the log
-    /// writer (and every pending send) waiting.
+    /// Runs `f` holding this file's write gate. It does not yield after:
+    /// the log writer commits through here, and a yield put the replies to
+    /// each commit behind whatever else was runnable on its core.
     pub(crate) fn exclusive<T>(&self, f: impl FnOnce() -> T) -> T {
-        let out = {
-            let _gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
-            f()
-        };
-        std::thread::yield_now();
-        out
+        let _gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
+        f()
     }
 
     pub fn path(&self) -> &Path {
@@ -339,7 +334,7 @@ impl Db {
                 .writer
                 .lock()
                 .map_err(|_| StoreError::Unexpected("writer connection poisoned".into()))?;
-            db.exclusive(|| {
+            let done = db.exclusive(|| {
                 conn.pragma_update(None, "synchronous", synchronous)
                     .map_err(map_err)?;
                 let tx = conn
@@ -348,7 +343,13 @@ impl Db {
                 let out = f(&tx).map_err(map_err)?;
                 tx.commit().map_err(map_err)?;
                 Ok(out)
-            })
+            });
+            // A std mutex is not fair: yield so a read-model writer waiting
+            // at the gate (a registration behind the projector's
+            // back-to-back catch-up batches) gets it next.
+            drop(conn);
+            std::thread::yield_now();
+            done
         })
         .await
         .map_err(StoreError::unexpected)?
