@@ -25,10 +25,10 @@ pub struct Db {
     /// One permit per reader connection.
     reading: tokio::sync::Semaphore,
     writer: Mutex<Connection>,
-    /// Taken around every write transaction of this process (the log
-    /// writer's and the read models'), so they queue here and wake at once
-    /// rather than meet in SQLite's busy handler, which sleeps in steps of
-    /// up to 100 ms (the p99 of sends was that sleep).
+    /// Taken around every write transaction of this process on this file
+    /// and around its checkpointer's RESTART pass, so they queue here and
+    /// wake at once rather than meet in SQLite's busy handler, which sleeps
+    /// in steps of up to 100 ms (the p99 of sends was that sleep).
     write_gate: Arc<Mutex<()>>,
     /// Tells the checkpoint thread to stop when this handle goes away.
     closed: Arc<std::sync::atomic::AtomicBool>,
@@ -344,8 +344,8 @@ impl Db {
                 tx.commit().map_err(map_err)?;
                 Ok(out)
             });
-            // A std mutex is not fair: yield so a read-model writer waiting
-            // at the gate (a registration behind the projector's
+            // A std mutex is not fair: yield so a writer waiting for this
+            // connection (a registration behind the projector's
             // back-to-back catch-up batches) gets it next.
             drop(conn);
             std::thread::yield_now();
