@@ -76,6 +76,8 @@ async fn every_bench_mode_runs_and_accounts_for_every_send() {
     // recipient's sockets of each.
     assert_eq!(l["http"]["count"], 50, "{l}");
     assert_eq!(l["push"]["count"], 200, "{l}");
+    // At 50 sends/s the read models keep up: the last send reaches history.
+    assert!(l["history_lag_ms"].as_f64().is_some(), "{l}");
 
     let s = bench(
         &url,

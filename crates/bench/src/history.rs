@@ -179,6 +179,31 @@ struct PageMessage {
     id: String,
 }
 
+/// How long after `since` the message `id` first shows in the newest page
+/// of `me`'s conversation with `peer`, polled every 20 ms; `None` when it
+/// has not shown within `cap`. A push reaches the recipient without the
+/// read models, so this is what tells whether they keep up with the rate.
+/// A caller that starts polling late gets an upper bound: the latency mode
+/// asks once every push is in, so a shorter lag shows as that wait.
+pub(crate) async fn shown_after(
+    target: &Target,
+    (me, peer): (&User, &User),
+    id: &str,
+    since: Instant,
+    cap: Duration,
+) -> anyhow::Result<Option<Duration>> {
+    loop {
+        let page = get_page(target, me, peer, None).await?.1;
+        if page.messages.iter().any(|m| m.id == id) {
+            return Ok(Some(since.elapsed()));
+        }
+        if since.elapsed() >= cap {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// One history page; the time is taken when the whole body has arrived.
 async fn get_page(
     target: &Target,

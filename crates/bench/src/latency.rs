@@ -34,6 +34,16 @@ pub struct Step {
     /// Frames a socket got twice.
     pub duplicates: u64,
     pub achieved_rate: f64,
+    /// The accepted send intended last.
+    pub last: Option<Last>,
+}
+
+/// A send, and when its answer came.
+pub struct Last {
+    pub from: usize,
+    pub to: usize,
+    pub id: String,
+    pub accepted_at: Instant,
 }
 
 /// One open-loop step.
@@ -46,8 +56,14 @@ pub struct StepPlan {
     pub grace: Duration,
 }
 
-/// Answers by status, accepted (id, recipient sockets), HTTP round trips.
-type Sent = (BTreeMap<u16, u64>, Vec<(u128, u32)>, Histogram<u64>);
+/// Answers by status, accepted (id, recipient sockets), HTTP round trips,
+/// and the accepted send intended last with its intended time.
+type Sent = (
+    BTreeMap<u16, u64>,
+    Vec<(u128, u32)>,
+    Histogram<u64>,
+    Option<(u64, Last)>,
+);
 
 #[derive(Default)]
 struct Stats {
@@ -133,7 +149,7 @@ impl Listeners {
         }
         let total = (rate * duration.as_secs_f64()).round() as u64;
         let outcome: Arc<Mutex<Sent>> =
-            Arc::new(Mutex::new((BTreeMap::new(), Vec::new(), histogram())));
+            Arc::new(Mutex::new((BTreeMap::new(), Vec::new(), histogram(), None)));
         let mut inflight = Vec::with_capacity(total as usize);
         let mut progress = Progress::default();
         let started = Instant::now();
@@ -149,16 +165,31 @@ impl Listeners {
             inflight.push(tokio::spawn(async move {
                 let body = format!("s{step}:{intended_us}");
                 let (status, id) = target.send(&users[from], &users[to], &body, true).await;
+                let answered = Instant::now();
                 // From the intended send time, like the pushes, so a late
                 // schedule shows up here rather than hiding.
-                let took = (epoch.elapsed().as_micros() as u64).saturating_sub(intended_us);
+                let took =
+                    (answered.duration_since(epoch).as_micros() as u64).saturating_sub(intended_us);
                 if let Ok(mut o) = outcome.lock() {
                     *o.0.entry(status).or_default() += 1;
                     if counted {
                         let _ = o.2.record(took.max(1));
                     }
-                    if let Some(id) = id.and_then(|s| uuid::Uuid::parse_str(&s).ok()) {
-                        o.1.push((id.as_u128(), expected));
+                    if let Some((uuid, id)) =
+                        id.and_then(|s| Some((uuid::Uuid::parse_str(&s).ok()?, s)))
+                    {
+                        o.1.push((uuid.as_u128(), expected));
+                        if o.3.as_ref().is_none_or(|(at, _)| *at < intended_us) {
+                            o.3 = Some((
+                                intended_us,
+                                Last {
+                                    from,
+                                    to,
+                                    id,
+                                    accepted_at: answered,
+                                },
+                            ));
+                        }
                     }
                 }
             }));
@@ -168,9 +199,9 @@ impl Listeners {
             let _ = t.await;
         }
         let achieved_rate = total as f64 / started.elapsed().as_secs_f64();
-        let (statuses, accepted, http) = match Arc::try_unwrap(outcome) {
+        let (statuses, accepted, http, last) = match Arc::try_unwrap(outcome) {
             Ok(m) => m.into_inner().unwrap_or_else(|e| e.into_inner()),
-            Err(_) => (BTreeMap::new(), Vec::new(), histogram()),
+            Err(_) => (BTreeMap::new(), Vec::new(), histogram(), None),
         };
         // Wait until every accepted send reached all its recipient sockets,
         // or the grace period ends.
@@ -203,6 +234,7 @@ impl Listeners {
             drops,
             duplicates,
             achieved_rate,
+            last: last.map(|(_, l)| l),
         }
     }
 }

@@ -51,7 +51,8 @@ pub enum Mode {
         users: usize,
     },
     /// Open loop at a fixed rate with many sockets: send → push latency,
-    /// drops and duplicates.
+    /// drops and duplicates, and how long after it was accepted the last
+    /// send showed in history (whether the read models kept up).
     Latency {
         #[arg(long, default_value_t = 2000.0)]
         rate: f64,
@@ -317,8 +318,35 @@ async fn latency(
     listeners.stop();
     let mut r = Report::default();
     step_rows(&mut r, &s, sockets);
+    let label = "last send shown in history within";
+    match &s.last {
+        Some(last) => {
+            let pair = (&users[last.from], &users[last.to]);
+            let cap = Duration::from_secs(HISTORY_CAP_SECS);
+            match history::shown_after(target, pair, &last.id, last.accepted_at, cap).await? {
+                Some(d) => r.number("history_lag_ms", label, d.as_secs_f64() * 1000.0, "ms"),
+                None => r.add(
+                    "history_lag_ms",
+                    label,
+                    serde_json::Value::Null,
+                    format!("not within {HISTORY_CAP_SECS} s"),
+                ),
+            }
+        }
+        None => r.add(
+            "history_lag_ms",
+            label,
+            serde_json::Value::Null,
+            "no send accepted".into(),
+        ),
+    }
     Ok(r)
 }
+
+/// How long a latency run waits for its last send to reach history. The
+/// read models of a system that cannot keep up with the rate are minutes
+/// behind by the end of a run, and "not within" says so.
+const HISTORY_CAP_SECS: u64 = 60;
 
 fn step_rows(r: &mut Report, s: &latency::Step, sockets: usize) {
     r.number("rate", "offered rate", s.rate, "msg/s");
