@@ -43,6 +43,8 @@ pub struct Last {
     pub from: usize,
     pub to: usize,
     pub id: String,
+    /// When it was meant to go, since the listeners' epoch (µs).
+    pub intended_us: u64,
     pub accepted_at: Instant,
 }
 
@@ -56,14 +58,26 @@ pub struct StepPlan {
     pub grace: Duration,
 }
 
-/// Answers by status, accepted (id, recipient sockets), HTTP round trips,
-/// and the accepted send intended last with its intended time.
-type Sent = (
-    BTreeMap<u16, u64>,
-    Vec<(u128, u32)>,
-    Histogram<u64>,
-    Option<(u64, Last)>,
-);
+/// What the senders of one step gathered.
+struct Sent {
+    statuses: BTreeMap<u16, u64>,
+    /// (message id, recipient sockets) of each accepted send.
+    accepted: Vec<(u128, u32)>,
+    /// HTTP round trips.
+    http: Histogram<u64>,
+    last: Option<Last>,
+}
+
+impl Default for Sent {
+    fn default() -> Self {
+        Self {
+            statuses: BTreeMap::new(),
+            accepted: Vec::new(),
+            http: histogram(),
+            last: None,
+        }
+    }
+}
 
 #[derive(Default)]
 struct Stats {
@@ -148,8 +162,7 @@ impl Listeners {
             w.insert(step, counted_from);
         }
         let total = (rate * duration.as_secs_f64()).round() as u64;
-        let outcome: Arc<Mutex<Sent>> =
-            Arc::new(Mutex::new((BTreeMap::new(), Vec::new(), histogram(), None)));
+        let outcome: Arc<Mutex<Sent>> = Arc::default();
         let mut inflight = Vec::with_capacity(total as usize);
         let mut progress = Progress::default();
         let started = Instant::now();
@@ -171,24 +184,22 @@ impl Listeners {
                 let took =
                     (answered.duration_since(epoch).as_micros() as u64).saturating_sub(intended_us);
                 if let Ok(mut o) = outcome.lock() {
-                    *o.0.entry(status).or_default() += 1;
+                    *o.statuses.entry(status).or_default() += 1;
                     if counted {
-                        let _ = o.2.record(took.max(1));
+                        let _ = o.http.record(took.max(1));
                     }
                     if let Some((uuid, id)) =
                         id.and_then(|s| Some((uuid::Uuid::parse_str(&s).ok()?, s)))
                     {
-                        o.1.push((uuid.as_u128(), expected));
-                        if o.3.as_ref().is_none_or(|(at, _)| *at < intended_us) {
-                            o.3 = Some((
+                        o.accepted.push((uuid.as_u128(), expected));
+                        if o.last.as_ref().is_none_or(|l| l.intended_us < intended_us) {
+                            o.last = Some(Last {
+                                from,
+                                to,
+                                id,
                                 intended_us,
-                                Last {
-                                    from,
-                                    to,
-                                    id,
-                                    accepted_at: answered,
-                                },
-                            ));
+                                accepted_at: answered,
+                            });
                         }
                     }
                 }
@@ -199,9 +210,14 @@ impl Listeners {
             let _ = t.await;
         }
         let achieved_rate = total as f64 / started.elapsed().as_secs_f64();
-        let (statuses, accepted, http, last) = match Arc::try_unwrap(outcome) {
+        let Sent {
+            statuses,
+            accepted,
+            http,
+            last,
+        } = match Arc::try_unwrap(outcome) {
             Ok(m) => m.into_inner().unwrap_or_else(|e| e.into_inner()),
-            Err(_) => (BTreeMap::new(), Vec::new(), histogram(), None),
+            Err(_) => Sent::default(),
         };
         // Wait until every accepted send reached all its recipient sockets,
         // or the grace period ends.
@@ -234,7 +250,7 @@ impl Listeners {
             drops,
             duplicates,
             achieved_rate,
-            last: last.map(|(_, l)| l),
+            last,
         }
     }
 }
