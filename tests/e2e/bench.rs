@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{binary, Deployment, Process};
+use crate::helpers::{binary, migrate, Deployment, Process};
 
 async fn bench(url: &str, args: &[&str]) -> Value {
     let out = tokio::process::Command::new(binary())
@@ -169,4 +169,47 @@ async fn every_bench_mode_runs_and_accounts_for_every_send() {
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["events"], 500, "{j}");
     assert_eq!(j["replayed"], 500, "{j}");
+}
+
+/// With the roles in their own processes, `--url` names the command API,
+/// which serves no history: the latency run still reports everything it
+/// measured, and says it could not read history instead of failing.
+#[tokio::test]
+async fn a_latency_run_whose_history_cannot_be_read_keeps_its_figures() {
+    let d = Deployment::new();
+    migrate(&d).await;
+    let mut roles = Vec::new();
+    for role in ["command-api", "projector", "ws-push"] {
+        let p = Process::spawn(&["serve", role], &d, &[]).await;
+        p.client().await;
+        roles.push(p);
+    }
+    let (commands, push) = (
+        format!("http://{}", roles[0].addr),
+        format!("http://{}", roles[2].addr),
+    );
+    let l = bench(
+        &commands,
+        &[
+            "--ws",
+            &push,
+            "latency",
+            "--rate",
+            "50",
+            "--sockets",
+            "4",
+            "--users",
+            "2",
+            "--seconds",
+            "1",
+            "--warmup",
+            "0",
+        ],
+    )
+    .await;
+    assert_eq!(l["offered"], 50, "{l}");
+    assert_eq!(l["accepted"], 50, "{l}");
+    assert_eq!(l["drops"], 0, "{l}");
+    assert_eq!(l["push"]["count"], 100, "{l}");
+    assert!(l["history_lag_ms"].is_null(), "{l}");
 }

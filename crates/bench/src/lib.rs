@@ -318,29 +318,38 @@ async fn latency(
     listeners.stop();
     let mut r = Report::default();
     step_rows(&mut r, &s, sockets);
-    let label = "last send shown in history within";
-    match &s.last {
-        Some(last) => {
-            let pair = (&users[last.from], &users[last.to]);
-            let cap = Duration::from_secs(HISTORY_CAP_SECS);
-            match history::shown_after(target, pair, &last.id, last.accepted_at, cap).await? {
-                Some(d) => r.number("history_lag_ms", label, d.as_secs_f64() * 1000.0, "ms"),
-                None => r.add(
-                    "history_lag_ms",
-                    label,
-                    serde_json::Value::Null,
-                    format!("not within {HISTORY_CAP_SECS} s"),
-                ),
-            }
-        }
-        None => r.add(
-            "history_lag_ms",
+    history_row(&mut r, target, &users, s.last.as_ref()).await;
+    Ok(r)
+}
+
+/// How soon the last send showed in history. Every figure above is
+/// measured by now, so a history that cannot be read (a `--url` that serves
+/// only the command API, a store that is down) is said in this row instead
+/// of discarding the run; the JSON has `null`.
+async fn history_row(
+    r: &mut Report,
+    target: &Target,
+    users: &[client::User],
+    last: Option<&latency::Last>,
+) {
+    let (key, label) = ("history_lag_ms", "last send shown in history within");
+    let Some(last) = last else {
+        return r.add(
+            key,
             label,
             serde_json::Value::Null,
             "no send accepted".into(),
-        ),
-    }
-    Ok(r)
+        );
+    };
+    let pair = (&users[last.from], &users[last.to]);
+    let cap = Duration::from_secs(HISTORY_CAP_SECS);
+    let why = match history::shown_after(target, pair, &last.id, last.accepted_at, cap).await {
+        Ok(Some(d)) => return r.number(key, label, d.as_secs_f64() * 1000.0, "ms"),
+        Ok(None) => format!("not within {HISTORY_CAP_SECS} s"),
+        Err(e) => format!("not read: {e:#}"),
+    };
+    eprintln!("last send in history: {why}");
+    r.add(key, label, serde_json::Value::Null, why);
 }
 
 /// How long a latency run waits for its last send to reach history. The
