@@ -71,7 +71,7 @@ impl Kafka {
             .create()
             .map_err(kafka_error)?;
         ensure_topic(&config).await?;
-        let partitions = partition_count(&producer, &config.topic).await?;
+        let partitions = visible_partition_count(&producer, &config.topic).await?;
         tracing::info!(topic = %config.topic, partitions, "connected to Kafka");
         Ok(Self {
             config: Arc::new(config),
@@ -156,6 +156,26 @@ async fn ensure_topic(config: &KafkaConfig) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// The partition count of a topic that may have just been created. The
+/// controller answers the creation before every broker's metadata has the
+/// topic, so on a Kafka that has just started the first metadata request
+/// can say it is unknown; it is asked again for up to `REQUEST_TIMEOUT`.
+async fn visible_partition_count(
+    producer: &FutureProducer,
+    topic: &str,
+) -> Result<i32, StoreError> {
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        match partition_count(producer, topic).await {
+            Err(StoreError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "topic not in the metadata yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            counted => return counted,
+        }
+    }
 }
 
 /// The topic's partition count, from a metadata request.
