@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+pub use crate::position::{LogPosition, Watermark};
 use crate::{
     conversation::ConversationId,
     ids::{EventId, MessageId, UserId},
@@ -92,60 +93,6 @@ impl Stamp {
     }
 }
 
-/// Where an event sits in the log. The embedded log has one partition;
-/// Kafka has several, each totally ordered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LogPosition {
-    pub partition: u32,
-    pub offset: i64,
-}
-
-/// For each partition, the highest offset handled so far (inclusive), or
-/// nothing. Used to ask "has the projector seen everything ws-push has?".
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Watermark(Vec<Option<i64>>);
-
-impl Watermark {
-    pub fn advance(&mut self, pos: LogPosition) {
-        let p = pos.partition as usize;
-        if self.0.len() <= p {
-            self.0.resize(p + 1, None);
-        }
-        let slot = &mut self.0[p];
-        if slot.is_none_or(|o| o < pos.offset) {
-            *slot = Some(pos.offset);
-        }
-    }
-
-    pub fn covers(&self, pos: LogPosition) -> bool {
-        self.0
-            .get(pos.partition as usize)
-            .copied()
-            .flatten()
-            .is_some_and(|o| o >= pos.offset)
-    }
-
-    /// True when every position `other` covers, `self` covers too.
-    pub fn covers_all(&self, other: &Watermark) -> bool {
-        other.0.iter().enumerate().all(|(p, o)| match o {
-            None => true,
-            Some(offset) => self.covers(LogPosition {
-                partition: p as u32,
-                offset: *offset,
-            }),
-        })
-    }
-
-    pub fn partitions(&self) -> impl Iterator<Item = LogPosition> + '_ {
-        self.0.iter().enumerate().filter_map(|(p, o)| {
-            o.map(|offset| LogPosition {
-                partition: p as u32,
-                offset,
-            })
-        })
-    }
-}
-
 /// An event read back from the log, with its place in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedEvent {
@@ -189,6 +136,20 @@ impl Event {
             Event::MessageSent(_) => "MessageSent",
             Event::MessageDelivered(_) => "MessageDelivered",
             Event::ConversationRead(_) => "ConversationRead",
+        }
+    }
+
+    /// The users whose devices hear of this event, live and in a sync
+    /// backlog: a message reaches both participants (the sender's other
+    /// devices too), a delivery receipt the sender, a read receipt both
+    /// (the reader's other devices clear their unread state). ws-push and
+    /// both stores' sync feeds follow this one rule.
+    pub fn audience(&self) -> [Option<UserId>; 2] {
+        match self {
+            Event::MessageSent(m) => [Some(m.to), Some(m.from)],
+            Event::MessageDelivered(d) => [d.conversation_id.peer_of(d.to), None],
+            Event::ConversationRead(r) => [r.conversation_id.peer_of(r.reader), Some(r.reader)],
+            Event::UserRegistered(_) => [None, None],
         }
     }
 
@@ -333,20 +294,5 @@ mod tests {
         );
         assert!(Event::decode(future.as_bytes()).unwrap().is_none());
         assert!(Event::decode(b"not json").is_err());
-    }
-
-    #[test]
-    fn watermark_covers() {
-        let mut w = Watermark::default();
-        let p = |partition, offset| LogPosition { partition, offset };
-        assert!(!w.covers(p(0, 0)));
-        w.advance(p(0, 5));
-        w.advance(p(0, 3));
-        assert!(w.covers(p(0, 5)) && !w.covers(p(0, 6)) && !w.covers(p(1, 0)));
-        let mut other = Watermark::default();
-        other.advance(p(0, 4));
-        assert!(w.covers_all(&other));
-        other.advance(p(2, 1));
-        assert!(!w.covers_all(&other));
     }
 }

@@ -15,7 +15,9 @@ pub mod events;
 pub mod ids;
 pub mod message;
 pub mod ports;
+pub mod position;
 pub mod retry;
+pub mod sync;
 pub mod time;
 pub mod user;
 
@@ -25,5 +27,6 @@ pub use error::{StoreError, ValidationError};
 pub use events::{Event, LogPosition, RecordedEvent, Stamp, Watermark};
 pub use ids::{EventId, MessageId, UserId};
 pub use message::{ClientId, Message, MessageBody, ReadMarkers};
+pub use sync::{BadToken, LogId, SyncToken};
 pub use time::Timestamp;
 pub use user::{Credential, DisplayName, Password, PasswordHash, PublicUser, Username};
