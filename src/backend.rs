@@ -7,7 +7,7 @@ use anyhow::Context;
 use parley_domain::{
     ports::{
         DedupKeys, EventAppender, EventLog, HealthCheck, InboxReader, ReadModelWriter,
-        SessionRevocations, TimelineReader, UserStore,
+        SessionRevocations, SyncFeed, TimelineReader, UserStore,
     },
     StoreError,
 };
@@ -24,6 +24,7 @@ pub struct Ports {
     pub log: Arc<dyn EventLog>,
     pub writer: Arc<dyn ReadModelWriter>,
     pub timelines: Arc<dyn TimelineReader>,
+    pub sync_feed: Arc<dyn SyncFeed>,
     pub inboxes: Arc<dyn InboxReader>,
     pub users: Arc<dyn UserStore>,
     pub revocations: Arc<dyn SessionRevocations>,
@@ -40,6 +41,7 @@ impl Ports {
             log: e.log.clone(),
             writer: e.read_models.clone(),
             timelines: e.read_models.clone(),
+            sync_feed: e.sync_feed.clone(),
             inboxes: e.read_models.clone(),
             users: e.users.clone(),
             revocations: e.users.clone(),
@@ -59,6 +61,7 @@ impl Ports {
             log: Arc::new(kafka.log()),
             writer: cql_arc.clone(),
             timelines: cql_arc.clone(),
+            sync_feed: cql_arc.clone(),
             inboxes: cql_arc.clone(),
             users: cql_arc.clone(),
             revocations: cql_arc.clone(),

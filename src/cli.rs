@@ -127,4 +127,10 @@ pub struct ServeArgs {
     /// Longest a graceful shutdown waits for in-flight work, in seconds.
     #[arg(long, env = "PARLEY_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
+    /// Memory each ws-push keeps of recent events, in KiB, so sockets that
+    /// reconnect (a dropped connection, a restart) get their backlog
+    /// without reading the store. It is filled from the log on start.
+    /// Backlogs older than it are read from the store.
+    #[arg(long, env = "PARLEY_SYNC_MEMORY_KIB", default_value_t = 64 * 1024)]
+    pub sync_memory_kib: u64,
 }

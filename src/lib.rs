@@ -45,6 +45,30 @@ pub struct AuthConfig {
     pub cookie_secure: bool,
 }
 
+/// ws-push settings.
+#[derive(Clone, Copy, Debug)]
+pub struct PushConfig {
+    /// What each instance keeps of recent events for reconnecting sockets.
+    pub sync_memory_bytes: usize,
+}
+
+impl PushConfig {
+    fn from_args(args: &ServeArgs) -> Self {
+        Self {
+            sync_memory_bytes: usize::try_from(args.sync_memory_kib.saturating_mul(1024))
+                .unwrap_or(usize::MAX),
+        }
+    }
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            sync_memory_bytes: 64 << 20,
+        }
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => {
@@ -58,6 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ALL_ROLES,
                 &args.backend,
                 auth,
+                PushConfig::from_args(&args),
                 listener,
                 signal_shutdown(),
                 grace(&args),
@@ -71,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &[role],
                 &args.backend,
                 auth,
+                PushConfig::from_args(&args),
                 listener,
                 signal_shutdown(),
                 grace(&args),
@@ -221,6 +247,7 @@ pub async fn serve_roles(
     roles: &[Role],
     backend: &BackendArgs,
     auth: AuthConfig,
+    push: PushConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
     grace: Duration,
@@ -238,7 +265,7 @@ pub async fn serve_roles(
         roles.to_vec(),
         backend.clone(),
         embedded,
-        auth,
+        (auth, push),
         app.clone(),
         shutdown.clone(),
         grace,
@@ -264,7 +291,7 @@ async fn bring_up(
     roles: Vec<Role>,
     args: BackendArgs,
     embedded: Option<Embedded>,
-    auth: AuthConfig,
+    (auth, push): (AuthConfig, PushConfig),
     app: Arc<OnceLock<Router>>,
     shutdown: CancellationToken,
     grace: Duration,
@@ -277,7 +304,8 @@ async fn bring_up(
                 Some(e) => Ports::embedded(e),
                 None => Ports::cluster(&args).await?,
             };
-            let router = build_roles(&roles, &ports, &auth, &shutdown, &mut background).await?;
+            let router =
+                build_roles(&roles, &ports, &auth, push, &shutdown, &mut background).await?;
             Ok::<_, parley_domain::StoreError>((ports, router))
         };
         let outcome = tokio::select! {
@@ -317,6 +345,7 @@ async fn build_roles(
     roles: &[Role],
     ports: &Ports,
     auth: &AuthConfig,
+    push: PushConfig,
     shutdown: &CancellationToken,
     background: &mut JoinSet<()>,
 ) -> Result<Router, parley_domain::StoreError> {
@@ -332,7 +361,7 @@ async fn build_roles(
         checks: ports.checks.clone(),
     });
     for role in roles {
-        app = app.merge(role_router(*role, ports, &auth, shutdown, background).await?);
+        app = app.merge(role_router(*role, ports, &auth, push, shutdown, background).await?);
     }
     Ok(app)
 }
@@ -341,6 +370,7 @@ async fn role_router(
     role: Role,
     ports: &Ports,
     auth: &Arc<AuthState>,
+    push: PushConfig,
     shutdown: &CancellationToken,
     background: &mut JoinSet<()>,
 ) -> Result<Router, parley_domain::StoreError> {
@@ -366,13 +396,19 @@ async fn role_router(
             Router::new()
         }
         Role::WsPush => {
+            let end = ports.log.latest().await?;
+            let start = warm_start(&end, push.sync_memory_bytes);
             let ws = WsPush {
-                // Sockets get what happened before this instance from the
-                // store (resume); the hub starts at the end of the log.
-                hub: Arc::new(Hub::starting_at(ports.log.latest().await?)),
+                hub: Arc::new(Hub::new(
+                    ports.log.identity(),
+                    start,
+                    end,
+                    push.sync_memory_bytes,
+                )),
                 auth: auth.clone(),
                 log: ports.log.clone(),
                 timelines: ports.timelines.clone(),
+                feed: ports.sync_feed.clone(),
                 appender: ports.appender.clone(),
                 shutdown: shutdown.clone(),
                 sessions: Default::default(),
@@ -382,4 +418,20 @@ async fn role_router(
             parley_ws_push::router(ws)
         }
     })
+}
+
+/// Where a new ws-push starts reading: as far before the log's end as its
+/// sync memory is likely to hold (events average well under this many
+/// bytes there), so sockets reconnecting after a restart find their
+/// backlog in memory rather than all asking the store at once.
+fn warm_start(end: &parley_domain::Watermark, memory: usize) -> parley_domain::Watermark {
+    const BYTES_PER_EVENT: usize = 1024;
+    let partitions = end.slots().len().max(1);
+    let per_partition = (memory / BYTES_PER_EVENT / partitions) as i64;
+    parley_domain::Watermark::from_slots(
+        end.slots()
+            .iter()
+            .map(|o| o.and_then(|o| (o - per_partition >= 0).then_some(o - per_partition)))
+            .collect(),
+    )
 }

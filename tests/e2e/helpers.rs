@@ -50,6 +50,8 @@ pub struct Deployment {
     pub backend: Backend,
     pub topic: String,
     pub keyspace: String,
+    /// Partitions of the topic when it is made.
+    pub partitions: i32,
 }
 
 impl Deployment {
@@ -64,6 +66,7 @@ impl Deployment {
             backend,
             topic: format!("t{}", &id[..16]),
             keyspace: format!("t{}", &id[..16]),
+            partitions: 3,
         }
     }
 
@@ -73,6 +76,7 @@ impl Deployment {
         (self.backend == Backend::Cluster).then(|| {
             let mut d = Self::on(self.backend);
             d.topic.clone_from(&self.topic);
+            d.partitions = self.partitions;
             d
         })
     }
@@ -83,7 +87,7 @@ impl Deployment {
             data_dir: self.dir.path().to_owned(),
             kafka_brokers: env_or("PARLEY_KAFKA_BROKERS", "127.0.0.1:9092"),
             kafka_topic: self.topic.clone(),
-            kafka_partitions: 3,
+            kafka_partitions: self.partitions,
             kafka_replication: 1,
             scylla_nodes: env_or("PARLEY_SCYLLA_NODES", "127.0.0.1:9042"),
             scylla_keyspace: self.keyspace.clone(),
@@ -122,6 +126,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_on(deployment: Deployment) -> TestApp {
+    spawn_app_with(deployment, parley::PushConfig::default()).await
+}
+
+/// [`spawn_app_on`] with ws-push settings of the test's choosing.
+pub async fn spawn_app_with(deployment: Deployment, push: parley::PushConfig) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -144,6 +153,7 @@ pub async fn spawn_app_on(deployment: Deployment) -> TestApp {
             parley::ALL_ROLES,
             &args,
             auth,
+            push,
             listener,
             token,
             Duration::from_secs(5),
@@ -354,7 +364,16 @@ impl TestApp {
     /// A socket that offered `token` as `Authorization: Bearer`; its first
     /// frame says whether the server took it.
     pub async fn bearer_socket(&self, token: &str) -> Socket {
-        let mut req = self.ws_url().into_client_request().expect("ws request");
+        self.bearer_socket_since(token, None).await
+    }
+
+    /// [`TestApp::bearer_socket`] syncing from `since`.
+    pub async fn bearer_socket_since(&self, token: &str, since: Option<&str>) -> Socket {
+        let url = match since {
+            Some(s) => format!("{}?since={s}", self.ws_url()),
+            None => self.ws_url(),
+        };
+        let mut req = url.into_client_request().expect("ws request");
         req.headers_mut().insert(
             header::AUTHORIZATION,
             format!("Bearer {token}").parse().expect("header"),
@@ -362,18 +381,33 @@ impl TestApp {
         Socket::connect(req).await
     }
 
-    /// A socket authenticated by `Authorization: Bearer`, past `ready`.
+    /// A socket authenticated by `Authorization: Bearer`, past `ready` and
+    /// `synced`: only live frames follow.
     pub async fn socket(&self, user: &User) -> Socket {
         let mut s = self.bearer_socket(&user.token).await;
-        let ready = s.next().await;
-        assert_eq!(ready["type"], "ready");
+        let ready = s.expect("ready").await;
         assert_eq!(ready["user_id"], user.id.as_str());
+        let synced = s.expect("synced").await;
+        assert_eq!(synced["seq"], ready["seq"], "nothing to sync");
+        s
+    }
+
+    /// A socket syncing from `since`, past `ready`, which must say it
+    /// continues from there.
+    pub async fn socket_since(&self, user: &User, since: &str) -> Socket {
+        let mut s = self.bearer_socket_since(&user.token, Some(since)).await;
+        let ready = s.expect("ready").await;
+        assert_eq!(ready["user_id"], user.id.as_str());
+        assert_eq!(ready["seq"], since);
         s
     }
 }
 
 pub struct Socket {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The `seq` of the last frame read that carried one: where a client
+    /// that processed every frame so far reconnects from.
+    pub seq: Option<String>,
 }
 
 pub enum Frame {
@@ -388,7 +422,12 @@ impl Socket {
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .expect("ws connect");
-        Socket { ws }
+        Socket { ws, seq: None }
+    }
+
+    /// The `seq` of the last frame read.
+    pub fn last_seq(&self) -> String {
+        self.seq.clone().expect("no frame with a seq yet")
     }
 
     pub async fn send(&mut self, v: Value) {
@@ -410,7 +449,11 @@ impl Socket {
                 .expect("no frame within 10 s");
             match msg {
                 Some(Ok(Ws::Text(t))) => {
-                    return Frame::Json(serde_json::from_str(&t).expect("frame is JSON"))
+                    let v: Value = serde_json::from_str(&t).expect("frame is JSON");
+                    if let Some(seq) = v["seq"].as_str() {
+                        self.seq = Some(seq.to_owned());
+                    }
+                    return Frame::Json(v);
                 }
                 Some(Ok(Ws::Close(c))) => return Frame::Closed(c.map(|c| u16::from(c.code))),
                 Some(Ok(_)) => continue,

@@ -12,4 +12,6 @@ mod messages;
 mod ops;
 mod process;
 mod socket;
+mod storm;
+mod sync;
 mod topology;

@@ -87,6 +87,8 @@ async fn messages_and_receipts_cross_ws_push_instances() {
     let read = a_sock.expect("read").await;
     assert_eq!(read["up_to"], sent["id"]);
     assert_eq!(read["by"], bob.id.as_str());
+    // The reader's own devices hear of it too, to clear their unread state.
+    assert_eq!(b_sock.expect("read").await["up_to"], sent["id"]);
 
     // A reply the other way, and both receipts visible through query-api.
     let reply = t.commands.send(&bob, &alice, "and back").await;

@@ -151,9 +151,16 @@ impl Target {
     /// An authenticated socket that has seen its `ready` frame. Sockets go
     /// round-robin over the ws-push URLs and the source addresses.
     pub async fn socket(&self, user: &User) -> anyhow::Result<Socket> {
+        self.socket_since(user, None).await
+    }
+
+    /// [`Target::socket`], syncing from `since` (the `seq` of the last
+    /// frame a previous socket processed).
+    pub async fn socket_since(&self, user: &User, since: Option<&str>) -> anyhow::Result<Socket> {
         let n = self.next_ip.fetch_add(1, Ordering::Relaxed);
         let base = &self.ws[n % self.ws.len()];
-        let url = format!("{}/v1/ws", base.replacen("http", "ws", 1));
+        let query = since.map_or_else(String::new, |s| format!("?since={s}"));
+        let url = format!("{}/v1/ws{query}", base.replacen("http", "ws", 1));
         let mut req = url.as_str().into_client_request()?;
         req.headers_mut()
             .insert("authorization", format!("Bearer {}", user.token).parse()?);

@@ -104,7 +104,7 @@ pub enum Mode {
     },
     /// Reconnect storm: sockets on a ws-push instance (--ws) that
     /// `--restart-cmd` restarts; messages sent through --url while it is
-    /// down; every socket reconnects and resumes.
+    /// down; every socket reconnects with the `seq` it last processed.
     Reconnect {
         #[arg(long, default_value_t = 20_000)]
         sockets: usize,

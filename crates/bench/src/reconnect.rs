@@ -1,7 +1,8 @@
 //! Reconnect storm: many sockets lose their ws-push instance, messages keep
 //! arriving through command-api while it is down, and every socket comes
-//! back and resumes. Measures how long until every socket has resumed and
-//! whether anything was missed.
+//! back with the `seq` of the last frame it processed. Measures how long
+//! until every socket has its backlog and whether anything was missed or
+//! repeated.
 
 use std::{
     sync::Arc,
@@ -9,9 +10,9 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use futures_util::{stream, SinkExt, StreamExt};
+use futures_util::{stream, StreamExt};
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 use crate::{
@@ -40,12 +41,15 @@ pub async fn run(
         let want = before[u].clone();
         owners.push(u);
         waiting.push(tokio::spawn(async move {
-            wait_for(&mut ws, &want).await.map(|()| ws)
+            wait_for(&mut ws, &want, None).await.map(|seq| (ws, seq))
         }));
     }
     let mut live = Vec::with_capacity(waiting.len());
+    let mut seqs = Vec::with_capacity(waiting.len());
     for w in waiting {
-        live.push(w.await??);
+        let (ws, seq) = w.await??;
+        live.push(ws);
+        seqs.push(seq);
     }
 
     eprintln!("restarting ws-push: {restart_cmd}");
@@ -72,23 +76,19 @@ pub async fn run(
     }
     let restart_took = restart_began.elapsed();
     let _ = tokio::time::timeout(Duration::from_secs(30), closed).await;
-    // Sent while the sockets were away: each must arrive on resume.
+    // Sent while the sockets were away: each must arrive in the backlog.
     let during = deliver_round(target, &users, "during").await?;
 
     eprintln!("reconnecting {} sockets...", owners.len());
     let started = Instant::now();
     let users = Arc::new(users);
-    let results: Vec<anyhow::Result<Duration>> = stream::iter(owners)
-        .map(|u| {
+    let results: Vec<anyhow::Result<Duration>> = stream::iter(owners.into_iter().zip(seqs))
+        .map(|(u, seq)| {
             let (target, users) = (target.clone(), users.clone());
-            let (after, want) = (before[u].clone(), during[u].clone());
+            let (seen, want) = (before[u].clone(), during[u].clone());
             async move {
-                let mut ws = reconnect(&target, &users[u], started).await?;
-                ws.send(Ws::Text(
-                    json!({"type": "resume", "after": after}).to_string().into(),
-                ))
-                .await?;
-                wait_for(&mut ws, &want).await?;
+                let mut ws = reconnect(&target, &users[u], &seq, started).await?;
+                wait_for(&mut ws, &want, Some(&seen)).await?;
                 let took = started.elapsed();
                 let _ = ws.close(None).await;
                 Ok(took)
@@ -106,7 +106,7 @@ pub async fn run(
             }
             Err(e) => {
                 missed += 1;
-                eprintln!("a socket did not resume: {e:#}");
+                eprintln!("a socket did not sync: {e:#}");
             }
         }
     }
@@ -120,16 +120,20 @@ pub async fn run(
     );
     r.latency(
         "resumed_after",
-        "reconnect start → resumed (per socket)",
+        "reconnect start → backlog in (per socket)",
         &h,
     );
     r.number(
         "all_within_s",
-        "every socket resumed within",
+        "every socket had its backlog within",
         all.as_secs_f64(),
         "s",
     );
-    r.count("missed", "sockets that missed a message", missed);
+    r.count(
+        "missed",
+        "sockets that missed a message or got one twice",
+        missed,
+    );
     Ok(r)
 }
 
@@ -156,9 +160,14 @@ async fn deliver_round(target: &Target, users: &[User], tag: &str) -> anyhow::Re
     ids.into_iter().collect()
 }
 
-async fn reconnect(target: &Target, user: &User, started: Instant) -> anyhow::Result<Socket> {
+async fn reconnect(
+    target: &Target,
+    user: &User,
+    since: &str,
+    started: Instant,
+) -> anyhow::Result<Socket> {
     loop {
-        match target.socket(user).await {
+        match target.socket_since(user, Some(since)).await {
             Ok(ws) => return Ok(ws),
             Err(e) if started.elapsed() > GIVE_UP => return Err(e.context("gave up reconnecting")),
             Err(_) => tokio::time::sleep(Duration::from_millis(20 + fastrand::u64(..80))).await,
@@ -166,8 +175,9 @@ async fn reconnect(target: &Target, user: &User, started: Instant) -> anyhow::Re
     }
 }
 
-/// Reads until a `message` frame with id `want` arrives.
-async fn wait_for(ws: &mut Socket, want: &str) -> anyhow::Result<()> {
+/// Reads until a `message` frame with id `want` arrives and returns its
+/// `seq`; a frame of message `seen` on the way is a duplicate, an error.
+async fn wait_for(ws: &mut Socket, want: &str, seen: Option<&str>) -> anyhow::Result<String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next())
@@ -176,8 +186,15 @@ async fn wait_for(ws: &mut Socket, want: &str) -> anyhow::Result<()> {
         match frame {
             Some(Ok(Ws::Text(t))) => {
                 let v: Value = serde_json::from_str(&t)?;
-                if v["type"] == "message" && v["message"]["id"] == want {
-                    return Ok(());
+                if v["type"] == "message" {
+                    let id = v["message"]["id"].as_str();
+                    if id == Some(want) {
+                        let seq = v["seq"].as_str().context("a message frame without seq")?;
+                        return Ok(seq.to_owned());
+                    }
+                    if id.is_some() && id == seen {
+                        bail!("message {} arrived twice", id.unwrap_or_default());
+                    }
                 }
             }
             Some(Ok(_)) => {}

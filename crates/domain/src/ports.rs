@@ -11,14 +11,16 @@ use crate::{
     events::{Event, LogPosition, RecordedEvent, Stamp, Watermark},
     ids::{MessageId, UserId},
     message::Message,
+    sync::LogId,
     user::{Credential, PublicUser, Username},
     StoreError,
 };
 
 /// An event waiting to be appended. The log calls `build` with the stamp
-/// (id and time) it gives the event at the moment it orders it, so ids of
-/// one partition increase in log order: a client resuming "after message X"
-/// can then never miss an older-id message that committed later.
+/// (id and time) it gives the event at the moment it orders it, so on the
+/// embedded log ids increase in log order. On Kafka several processes stamp
+/// from their own clocks, which is why sync tokens are log positions, not
+/// ids.
 pub struct PendingEvent {
     /// Appending twice with the same key appends once; the second call gets
     /// the first event back as [`Appended::Duplicate`].
@@ -106,6 +108,8 @@ pub trait EventLog: Send + Sync {
     async fn committed(&self, group: &str) -> Result<Watermark, StoreError>;
     /// The position of the last event in each partition now.
     async fn latest(&self) -> Result<Watermark, StoreError>;
+    /// Which log this is, so positions from another log are told apart.
+    fn identity(&self) -> LogId;
 }
 
 /// One reader of the log, in order within each partition.
@@ -140,16 +144,25 @@ pub trait TimelineReader: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Message>, StoreError>;
     async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError>;
-    /// Messages to or from `user` with id greater than `after` and a log
-    /// position `upto` covers, oldest first: the backlog a resuming socket
-    /// missed. Positions past `upto` reach the socket live.
-    async fn for_user_after(
+}
+
+/// Each user's events by log position, written by the projector: the part
+/// of a reconnecting socket's backlog older than what ws-push holds in
+/// memory.
+#[async_trait]
+pub trait SyncFeed: Send + Sync {
+    /// The events of `user`'s audience (see [`Event::audience`]) in
+    /// `partition` with an offset above `after` (or from the start) and at
+    /// most `upto`, oldest first, at most `limit`. One request per page,
+    /// whatever lies between `after` and `upto`.
+    async fn user_events(
         &self,
         user: UserId,
-        after: MessageId,
-        upto: &Watermark,
+        partition: u32,
+        after: Option<i64>,
+        upto: i64,
         limit: usize,
-    ) -> Result<Vec<Message>, StoreError>;
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
 }
 
 /// One row of a user's inbox.
@@ -201,6 +214,5 @@ pub trait HealthCheck: Send + Sync {
 }
 
 /// The consumer group name of the projector; ws-push reads its committed
-/// position to know when the store holds everything before a socket's live
-/// stream.
+/// position to know when the store holds a backlog it is about to read.
 pub const PROJECTOR_GROUP: &str = "projector";

@@ -10,7 +10,7 @@ use std::{
 use async_trait::async_trait;
 use parley_domain::{
     ports::{EventLog, LogConsumer, StartFrom},
-    Event, LogPosition, RecordedEvent, StoreError, Watermark,
+    Event, LogId, LogPosition, RecordedEvent, StoreError, Watermark,
 };
 use rdkafka::{
     admin::{AdminClient, AdminOptions},
@@ -182,6 +182,10 @@ impl EventLog for KafkaLog {
         let w = self.read_committed(group).await?;
         cache.insert(group.to_owned(), (Instant::now(), w.clone()));
         Ok(w)
+    }
+
+    fn identity(&self) -> LogId {
+        self.kafka.id
     }
 
     async fn latest(&self) -> Result<Watermark, StoreError> {

@@ -14,7 +14,7 @@ mod producer;
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use parley_domain::{ports::HealthCheck, StoreError};
+use parley_domain::{ports::HealthCheck, LogId, StoreError};
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
@@ -53,6 +53,8 @@ pub struct Kafka {
     pub(crate) config: Arc<KafkaConfig>,
     pub(crate) producer: FutureProducer,
     pub(crate) partitions: i32,
+    /// The topic on this cluster, as sync tokens name it.
+    pub(crate) id: LogId,
 }
 
 impl Kafka {
@@ -72,11 +74,13 @@ impl Kafka {
             .map_err(kafka_error)?;
         ensure_topic(&config).await?;
         let partitions = visible_partition_count(&producer, &config.topic).await?;
+        let id = log_id(&producer, &config.topic).await?;
         tracing::info!(topic = %config.topic, partitions, "connected to Kafka");
         Ok(Self {
             config: Arc::new(config),
             producer,
             partitions,
+            id,
         })
     }
 
@@ -176,6 +180,20 @@ async fn visible_partition_count(
             counted => return counted,
         }
     }
+}
+
+/// The topic's identity: its cluster's id and its name, so a token from a
+/// topic of the same name on another cluster is refused. A topic deleted
+/// and made again keeps its name; its offsets start over, and ws-push
+/// refuses a token past their end.
+async fn log_id(producer: &FutureProducer, topic: &str) -> Result<LogId, StoreError> {
+    let producer = producer.clone();
+    let cluster =
+        tokio::task::spawn_blocking(move || producer.client().fetch_cluster_id(REQUEST_TIMEOUT))
+            .await
+            .map_err(StoreError::unexpected)?
+            .ok_or_else(|| StoreError::Unavailable("Kafka did not say its cluster id".into()))?;
+    Ok(LogId::named(&format!("kafka:{cluster}/{topic}")))
 }
 
 /// The topic's partition count, from a metadata request.

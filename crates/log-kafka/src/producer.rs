@@ -15,8 +15,9 @@ pub struct KafkaAppender {
     kafka: Kafka,
     dedup: Option<Arc<dyn DedupKeys>>,
     /// Held while an event is stamped and handed to the producer queue, so
-    /// that this process's events reach each partition in stamp order and
-    /// message ids increase along the log (what "resume after X" relies on).
+    /// that this process's events reach each partition in stamp order: a
+    /// conversation's history, ordered by message id, then shows the order
+    /// its messages were accepted in.
     order: Mutex<()>,
 }
 

@@ -24,7 +24,7 @@ use scylla::{
 };
 
 use schema::Ddl;
-pub use schema::{bucket_of, BUCKET_MS};
+pub use schema::{bucket_of, sync_bucket_of, BUCKET_MS, SYNC_BUCKET_OFFSETS};
 use statements::{Prepared, Statements};
 
 #[derive(Clone, Debug)]
@@ -191,14 +191,6 @@ async fn schema_migrate(session: &Session, config: &CqlConfig) -> Result<i32, St
                         ddl(format!("ALTER TABLE {ks}.{table} ADD {column} {cql_type}")).await?;
                     }
                 }
-                Ddl::CopyReadMarkersToUsers => {
-                    session
-                        .await_schema_agreement()
-                        .await
-                        .map_err(StoreError::unavailable)?;
-                    let copied = backfill::copy_read_markers_to_users(session, ks).await?;
-                    tracing::info!(keyspace = %ks, markers = copied, "copied read markers to their participants");
-                }
                 Ddl::CopyRevokedSessions => {
                     session
                         .await_schema_agreement()
@@ -258,7 +250,7 @@ impl Cql {
 
 /// Times one request to the store under its statement's name, and counts
 /// it when it fails, so `/metrics` shows which reads and writes a busy
-/// store is serving, how long each takes, and how many a page or a resume
+/// store is serving, how long each takes, and how many a page or a backlog
 /// costs.
 pub(crate) async fn observed(
     statement: &'static str,

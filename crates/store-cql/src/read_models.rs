@@ -1,14 +1,13 @@
-//! Timelines, per-user feeds, read markers, unread rows and inboxes.
+//! Timelines, sync feeds, read markers, unread rows and inboxes.
 //!
 //! Convergence: every write carries `USING TIMESTAMP` from the event, so
 //! the writes of a batch run concurrently, a batch applied twice changes
 //! nothing, and a replay in any order ends in the same state:
-//! - a message row, on the timeline and in both participants' feeds, is
-//!   written once per id, always with the same values;
-//! - `delivered_at` is written, on all three, at an *inverted* timestamp,
-//!   so the earliest delivery wins, as on the embedded backend;
-//! - a read marker, and each participant's copy of it, is written at its
-//!   `up_to`'s time, so the furthest wins;
+//! - a message row is written once per id, and a sync feed row once per
+//!   log position, always with the same values;
+//! - `delivered_at` is written at an *inverted* timestamp, so the earliest
+//!   delivery wins, as on the embedded backend;
+//! - a read marker is written at its `up_to`'s time, so the furthest wins;
 //! - a read deletes the unread rows up to its marker at the read's time,
 //!   which shadows the (older) inserts of those rows even if they arrive
 //!   later in a replay.
@@ -19,9 +18,9 @@ use async_trait::async_trait;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use parley_domain::{
     events::{ConversationRead, MessageDelivered, MessageSent},
-    ports::{InboxEntry, InboxReader, ReadModelWriter, TimelineReader},
+    ports::{InboxEntry, InboxReader, ReadModelWriter, SyncFeed, TimelineReader},
     ConversationId, Event, LogPosition, Message, MessageBody, MessageId, ReadMarkers,
-    RecordedEvent, StoreError, Timestamp, UserId, Watermark,
+    RecordedEvent, Stamp, StoreError, Timestamp, UserId,
 };
 use scylla::{
     response::query_result::QueryResult,
@@ -31,7 +30,7 @@ use scylla::{
 
 use crate::{
     execution_error, observed, rows_error,
-    schema::{bucket_of, READ_MODEL_TABLES},
+    schema::{bucket_of, sync_bucket_of, READ_MODEL_TABLES},
     statements::Prepared,
     users::micros,
     Cql, Write,
@@ -52,36 +51,8 @@ const INVERT: i64 = 4_000_000_000_000_000;
 type MessageRow = (String, String, String, String, String, i64, Option<i64>);
 
 type TimelineRow = (String, i64, String, String, String, String, i64, i64);
-/// (user, bucket, message, conversation, log partition, log offset,
-/// sender, recipient, body, sent at, write timestamp).
-type FeedRow = (
-    String,
-    i64,
-    String,
-    String,
-    i32,
-    i64,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-);
-/// A feed row as a resume reads it. Every column but the id may be
-/// missing: rows written before the feed carried messages have no body,
-/// and a delivery applied to a row that was never written leaves only
-/// `delivered_at`.
-type FeedReadRow = (
-    String,
-    Option<String>,
-    Option<i32>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-);
+/// (user, log partition, bucket, log offset, event, write timestamp).
+type SyncRow = (String, i32, i64, i64, Vec<u8>, i64);
 type UnreadRow = (String, String, String, i64);
 /// (user, conversation, peer, last message JSON, write timestamp).
 type InboxRow = (String, String, String, String, i64);
@@ -118,7 +89,7 @@ fn chunked<V>(rows: Vec<V>, weigh: impl Fn(&V) -> usize) -> Vec<Vec<V>> {
 #[derive(Default)]
 struct Planned {
     timeline: HashMap<(String, i64), Vec<TimelineRow>>,
-    feed: HashMap<(String, i64), Vec<FeedRow>>,
+    sync: HashMap<(String, i32, i64), Vec<SyncRow>>,
     unread: HashMap<String, Vec<UnreadRow>>,
     inbox: HashMap<(String, String), InboxRow>,
     index: Vec<IndexRow>,
@@ -127,16 +98,17 @@ struct Planned {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum BucketList {
     Timeline,
-    Feed,
+    /// A user's sync feed in one log partition.
+    Sync(i32),
 }
 
 /// One row of a bucket list: (which list, its owner, the bucket).
 pub(crate) type BucketRow = (BucketList, String, i64);
 
 /// Bucket-list rows this process has written. They never change once
-/// written, and without this every message rewrote three of them (3 of
-/// its 10 writes); now a bucket is written once per conversation and user
-/// per bucket period (and once again after a restart). A replay rewrites
+/// written, so each is written once per conversation, or user and log
+/// partition, per bucket (and once again after a restart), not once per
+/// event. A replay rewrites
 /// every bucket it meets, so truncated read models get their rows back.
 #[derive(Default)]
 pub(crate) struct WrittenBuckets(std::sync::Mutex<std::collections::HashSet<BucketRow>>);
@@ -164,9 +136,6 @@ impl WrittenBuckets {
         }
     }
 }
-
-/// Conversations whose markers one resume request asks for.
-const MARKERS_PER_READ: usize = 100;
 
 fn add_marker(
     markers: &mut ReadMarkers,
@@ -209,11 +178,7 @@ where
 
 impl Cql {
     /// Adds a message's rows to `plan`.
-    fn plan_sent(
-        plan: &mut Planned,
-        e: &MessageSent,
-        position: LogPosition,
-    ) -> Result<(), StoreError> {
+    fn plan_sent(plan: &mut Planned, e: &MessageSent) -> Result<(), StoreError> {
         let ts = micros(e.sent_at);
         let bucket = bucket_of(e.message_id.timestamp().millis());
         let (conv, id, from, to) = (
@@ -223,7 +188,6 @@ impl Cql {
             e.to.to_string(),
         );
         let last = serde_json::to_string(&e.to_message()).map_err(StoreError::unexpected)?;
-        let (p, o) = (position.partition as i32, position.offset);
         plan.timeline
             .entry((conv.clone(), bucket))
             .or_default()
@@ -243,19 +207,6 @@ impl Cql {
             .or_default()
             .push((to.clone(), conv.clone(), id.clone(), ts));
         for (user, peer) in [(&from, &to), (&to, &from)] {
-            plan.feed.entry((user.clone(), bucket)).or_default().push((
-                user.clone(),
-                bucket,
-                id.clone(),
-                conv.clone(),
-                p,
-                o,
-                from.clone(),
-                to.clone(),
-                e.body.as_str().to_owned(),
-                e.sent_at.millis(),
-                ts,
-            ));
             let row = (user.clone(), conv.clone(), peer.clone(), last.clone(), ts);
             plan.inbox
                 .entry((user.clone(), conv.clone()))
@@ -268,6 +219,38 @@ impl Cql {
                     }
                 })
                 .or_insert(row);
+        }
+        Ok(())
+    }
+
+    /// Adds a sync feed row for each user of `e`'s audience to `plan`,
+    /// and the bucket-list rows not written yet to `buckets`.
+    fn plan_sync(
+        &self,
+        plan: &mut Planned,
+        buckets: &mut HashMap<BucketRow, i64>,
+        e: &RecordedEvent,
+    ) -> Result<(), StoreError> {
+        let audience = e.event.audience();
+        if audience == [None, None] {
+            return Ok(());
+        }
+        let bytes = e
+            .event
+            .encode(Stamp { id: e.id, at: e.at })
+            .map_err(StoreError::unexpected)?;
+        let (p, o) = (e.position.partition as i32, e.position.offset);
+        let (bucket, ts) = (sync_bucket_of(o), micros(e.at));
+        for user in audience.into_iter().flatten() {
+            let user = user.to_string();
+            let row = (BucketList::Sync(p), user.clone(), bucket);
+            if !self.buckets.contains(&row) {
+                buckets.entry(row).or_insert(ts);
+            }
+            plan.sync
+                .entry((user.clone(), p, bucket))
+                .or_default()
+                .push((user, p, bucket, o, bytes.clone(), ts));
         }
         Ok(())
     }
@@ -324,8 +307,8 @@ impl Cql {
             plan.timeline.into_values(),
             |r| r.5.len() + 200,
         );
-        self.partition_batches(&mut w, &st.feed_insert, plan.feed.into_values(), |r| {
-            r.8.len() + 200
+        self.partition_batches(&mut w, &st.sync_insert, plan.sync.into_values(), |r| {
+            r.4.len() + 100
         });
         self.partition_batches(&mut w, &st.unread_insert, plan.unread.into_values(), |_| {
             160
@@ -341,53 +324,42 @@ impl Cql {
         w
     }
 
-    /// The bucket-list rows a message needs: its conversation's timeline
-    /// bucket and both participants' feed buckets.
-    fn buckets_of(e: &MessageSent) -> [BucketRow; 3] {
+    /// The bucket-list row a message needs: its conversation's timeline
+    /// bucket.
+    fn bucket_of_message(e: &MessageSent) -> BucketRow {
         let bucket = bucket_of(e.message_id.timestamp().millis());
-        [
-            (BucketList::Timeline, e.conversation_id.to_string(), bucket),
-            (BucketList::Feed, e.from.to_string(), bucket),
-            (BucketList::Feed, e.to.to_string(), bucket),
-        ]
+        (BucketList::Timeline, e.conversation_id.to_string(), bucket)
     }
 
     fn bucket_write(&self, row: &BucketRow, ts: i64) -> Write<'_> {
         let (list, owner, bucket) = row;
-        let st = match list {
-            BucketList::Timeline => &self.st.bucket_insert,
-            BucketList::Feed => &self.st.feed_bucket_insert,
-        };
-        self.write(st, (owner.clone(), *bucket, ts))
-    }
-
-    /// The delivery stamp on the timeline row and on both participants'
-    /// feed copies, which a resume reads instead of the timeline.
-    fn delivered_writes(&self, d: &MessageDelivered) -> [Write<'_>; 3] {
-        let bucket = bucket_of(d.message_id.timestamp().millis());
-        let (ts, at, id) = (
-            INVERT - micros(d.at),
-            d.at.millis(),
-            d.message_id.to_string(),
-        );
-        let (a, b) = d.conversation_id.participants();
-        let feed = |user: UserId| {
-            self.write(
-                &self.st.feed_delivered,
-                (ts, at, user.to_string(), bucket, id.clone()),
-            )
-        };
-        [
-            self.write(
-                &self.st.timeline_delivered,
-                (ts, at, d.conversation_id.to_string(), bucket, id.clone()),
+        match list {
+            BucketList::Timeline => {
+                self.write(&self.st.bucket_insert, (owner.clone(), *bucket, ts))
+            }
+            BucketList::Sync(p) => self.write(
+                &self.st.sync_bucket_insert,
+                (owner.clone(), *p, *bucket, ts),
             ),
-            feed(a),
-            feed(b),
-        ]
+        }
     }
 
-    fn read_writes(&self, r: &ConversationRead) -> Vec<Write<'_>> {
+    /// The delivery stamp on the timeline row.
+    fn delivered_write(&self, d: &MessageDelivered) -> Write<'_> {
+        let bucket = bucket_of(d.message_id.timestamp().millis());
+        self.write(
+            &self.st.timeline_delivered,
+            (
+                INVERT - micros(d.at),
+                d.at.millis(),
+                d.conversation_id.to_string(),
+                bucket,
+                d.message_id.to_string(),
+            ),
+        )
+    }
+
+    fn read_writes(&self, r: &ConversationRead) -> [Write<'_>; 2] {
         let (conv, reader, up_to) = (
             r.conversation_id.to_string(),
             r.reader.to_string(),
@@ -395,21 +367,7 @@ impl Cql {
         );
         // The marker's own time orders the writes: the furthest one wins.
         let ts = micros(r.up_to.timestamp());
-        let (a, b) = r.conversation_id.participants();
-        let copy = |user: UserId| {
-            self.write(
-                &self.st.user_marker_upsert,
-                (
-                    user.to_string(),
-                    conv.clone(),
-                    reader.clone(),
-                    up_to.clone(),
-                    r.at.millis(),
-                    ts,
-                ),
-            )
-        };
-        vec![
+        [
             self.write(
                 &self.st.marker_upsert,
                 (
@@ -420,8 +378,6 @@ impl Cql {
                     ts,
                 ),
             ),
-            copy(a),
-            copy(b),
             self.write(&self.st.unread_clear, (micros(r.at), reader, conv, up_to)),
         ]
     }
@@ -432,25 +388,6 @@ impl Cql {
         let mut out = ReadMarkers::default();
         for (reader, up_to, at) in found {
             add_marker(&mut out, &reader, &up_to, at)?;
-        }
-        Ok(out)
-    }
-
-    /// The read markers of `conversations` as `user`'s own copies have
-    /// them: one request per [`MARKERS_PER_READ`] conversations, where
-    /// reading each conversation's markers is a request each.
-    async fn user_markers(
-        &self,
-        user: &str,
-        conversations: &[String],
-    ) -> Result<HashMap<String, ReadMarkers>, StoreError> {
-        let mut out: HashMap<String, ReadMarkers> = HashMap::new();
-        for some in conversations.chunks(MARKERS_PER_READ) {
-            let found: Vec<(String, String, String, i64)> =
-                rows(self.run(&self.st.user_markers, (user, some)).await?)?;
-            for (conv, reader, up_to, at) in found {
-                add_marker(out.entry(conv).or_default(), &reader, &up_to, at)?;
-            }
         }
         Ok(out)
     }
@@ -562,17 +499,17 @@ impl ReadModelWriter for Cql {
         for e in events {
             match &e.event {
                 Event::MessageSent(m) => {
-                    Self::plan_sent(&mut plan, m, e.position)?;
-                    for row in Self::buckets_of(m) {
-                        if !self.buckets.contains(&row) {
-                            buckets.entry(row).or_insert(micros(m.sent_at));
-                        }
+                    Self::plan_sent(&mut plan, m)?;
+                    let row = Self::bucket_of_message(m);
+                    if !self.buckets.contains(&row) {
+                        buckets.entry(row).or_insert(micros(m.sent_at));
                     }
                 }
-                Event::MessageDelivered(d) => writes.extend(self.delivered_writes(d)),
+                Event::MessageDelivered(d) => writes.push(self.delivered_write(d)),
                 Event::ConversationRead(r) => writes.extend(self.read_writes(r)),
                 Event::UserRegistered(u) => users.push(u.user.clone()),
             }
+            self.plan_sync(&mut plan, &mut buckets, e)?;
         }
         writes.extend(self.planned_writes(plan));
         writes.extend(buckets.iter().map(|(row, ts)| self.bucket_write(row, *ts)));
@@ -629,139 +566,85 @@ impl TimelineReader for Cql {
             None => Ok(None),
         }
     }
+}
 
-    async fn for_user_after(
+/// Bucket-list entries fetched per read when a backlog spans buckets.
+const SYNC_BUCKETS_PER_READ: i32 = 16;
+
+#[async_trait]
+impl SyncFeed for Cql {
+    #[tracing::instrument(name = "cql.sync", skip_all)]
+    async fn user_events(
         &self,
         user: UserId,
-        after: MessageId,
-        upto: &Watermark,
+        partition: u32,
+        after: Option<i64>,
+        upto: i64,
         limit: usize,
-    ) -> Result<Vec<Message>, StoreError> {
-        let uid = user.to_string();
-        let mut cursor = after.to_string();
-        let mut wanted: Vec<Missed> = Vec::new();
-        let mut from_bucket = bucket_of(after.timestamp().millis());
-        // Most resumes are after a message of the current bucket, and no
-        // later bucket can hold anything yet: that bucket is read without
-        // asking the bucket list, which is one read fewer per socket when
-        // a whole ws-push instance's sockets come back at once.
-        let newest = bucket_of(Timestamp::now().millis() + MAX_CLOCK_AHEAD_MS);
-        'buckets: loop {
-            let (buckets, exhausted) = if from_bucket >= newest {
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let first = after.map_or(0, |a| a.saturating_add(1));
+        if first > upto || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (uid, p) = (user.to_string(), partition as i32);
+        let after = after.unwrap_or(-1);
+        let last_bucket = sync_bucket_of(upto);
+        let mut from_bucket = sync_bucket_of(first);
+        let mut out = Vec::new();
+        loop {
+            // A backlog within one bucket (a short absence) reads it
+            // straight away; the bucket list is asked only across buckets.
+            let (buckets, exhausted) = if from_bucket == last_bucket {
                 (vec![(from_bucket,)], true)
             } else {
                 let listed: Vec<(i64,)> = rows(
                     self.run(
-                        &self.st.feed_buckets_from,
-                        (uid.as_str(), from_bucket, BUCKETS_PER_READ),
+                        &self.st.sync_buckets,
+                        (
+                            uid.as_str(),
+                            p,
+                            from_bucket,
+                            last_bucket,
+                            SYNC_BUCKETS_PER_READ,
+                        ),
                     )
                     .await?,
                 )?;
-                let exhausted = listed.len() < BUCKETS_PER_READ as usize;
+                let exhausted = listed.len() < SYNC_BUCKETS_PER_READ as usize;
                 (listed, exhausted)
             };
             for (bucket,) in buckets {
-                loop {
-                    let page = limit as i32;
-                    let found: Vec<FeedReadRow> = rows(
-                        self.run(
-                            &self.st.feed_after,
-                            (uid.as_str(), bucket, cursor.as_str(), page),
-                        )
-                        .await?,
-                    )?;
-                    let full = found.len() == limit;
-                    for row in found {
-                        cursor.clone_from(&row.0);
-                        if let Some(missed) = Missed::from_row(row, upto)? {
-                            wanted.push(missed);
-                            if wanted.len() >= limit {
-                                break 'buckets;
-                            }
-                        }
-                    }
-                    if !full {
-                        break;
-                    }
+                let want = i32::try_from(limit - out.len()).unwrap_or(i32::MAX);
+                let found: Vec<(i64, Vec<u8>)> = rows(
+                    self.run(
+                        &self.st.sync_after,
+                        (uid.as_str(), p, bucket, after, upto, want),
+                    )
+                    .await?,
+                )?;
+                for (offset, bytes) in found {
+                    let decoded = Event::decode(&bytes).map_err(StoreError::unexpected)?;
+                    // A type this build does not know: skipped, as the
+                    // log's own readers skip it.
+                    let Some((stamp, event)) = decoded else {
+                        continue;
+                    };
+                    out.push(RecordedEvent {
+                        position: LogPosition { partition, offset },
+                        id: stamp.id,
+                        at: stamp.at,
+                        event,
+                    });
+                }
+                if out.len() >= limit {
+                    return Ok(out);
                 }
                 from_bucket = bucket + 1;
             }
-            if exhausted {
-                break;
+            if exhausted || from_bucket > last_bucket {
+                return Ok(out);
             }
         }
-        let mut conversations: Vec<String> =
-            wanted.iter().map(|w| w.conversation.clone()).collect();
-        conversations.sort_unstable();
-        conversations.dedup();
-        let markers = &self.user_markers(&uid, &conversations).await?;
-        let found: Vec<Option<Message>> = stream::iter(wanted)
-            .map(|w| async move {
-                let found = match w.carried {
-                    Some(m) => Some(m),
-                    None => self.timeline_message(&w.conversation, w.id).await?,
-                };
-                Ok::<_, StoreError>(found.map(|mut m| {
-                    if let Some(k) = markers.get(&w.conversation) {
-                        k.stamp(&mut m);
-                    }
-                    m
-                }))
-            })
-            .buffered(32)
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
-    }
-}
-
-/// A message a resuming socket missed, as its feed row names it.
-struct Missed {
-    conversation: String,
-    id: MessageId,
-    /// The message as the feed row carries it; `None` for a row written
-    /// before feeds carried messages, read from the timeline instead.
-    carried: Option<Message>,
-}
-
-impl Missed {
-    /// `None` for a row the socket must not get from the store: one past
-    /// what ws-push has dispatched live (`upto`), or one with no message.
-    fn from_row(row: FeedReadRow, upto: &Watermark) -> Result<Option<Self>, StoreError> {
-        let (id, conversation, partition, offset, sender, recipient, body, sent_at, delivered_at) =
-            row;
-        let (Some(conversation), Some(partition), Some(offset)) = (conversation, partition, offset)
-        else {
-            return Ok(None);
-        };
-        let position = LogPosition {
-            partition: partition.max(0) as u32,
-            offset,
-        };
-        if !upto.covers(position) {
-            return Ok(None);
-        }
-        let carried = match (sender, recipient, body, sent_at) {
-            (Some(from), Some(to), Some(body), Some(sent_at)) => Some(message_from_row((
-                conversation.clone(),
-                id.clone(),
-                from,
-                to,
-                body,
-                sent_at,
-                delivered_at,
-            ))?),
-            _ => None,
-        };
-        let id = match &carried {
-            Some(m) => m.id,
-            None => MessageId::parse("message_id", &id).map_err(StoreError::unexpected)?,
-        };
-        Ok(Some(Self {
-            conversation,
-            id,
-            carried,
-        }))
     }
 }
 

@@ -3,11 +3,17 @@
 //! a column added only when missing), so a migration interrupted halfway
 //! is simply applied again.
 
-/// Bucket width of timelines and user feeds: 10 days of message ids. A
-/// partition holds one conversation's messages of one bucket, so none grows
-/// without bound; `timeline_buckets` lists the non-empty ones so paging
-/// never probes empty buckets.
+/// Bucket width of timelines: 10 days of message ids. A partition holds
+/// one conversation's messages of one bucket, so none grows without bound;
+/// `timeline_buckets` lists the non-empty ones so paging never probes
+/// empty buckets.
 pub const BUCKET_MS: i64 = 10 * 24 * 3600 * 1000;
+
+/// Bucket width of sync feeds, in log offsets of one partition. A feed
+/// partition holds one user's events among this many offsets, so even a
+/// user in every conversation of a busy partition cannot grow one without
+/// bound; `user_sync_buckets` lists the non-empty ones.
+pub const SYNC_BUCKET_OFFSETS: i64 = 1 << 16;
 
 /// One step of a migration.
 pub enum Ddl {
@@ -23,16 +29,13 @@ pub enum Ddl {
         column: &'static str,
         cql_type: &'static str,
     },
-    /// Every row of `read_markers` copied into both participants' rows of
-    /// `user_read_markers`, with the write timestamp it has, so a copy
-    /// never overwrites a later marker the projector wrote meanwhile.
-    CopyReadMarkersToUsers,
     /// Every session in `revoked_sessions` written into today's
     /// `revocations`, so a logout made before the upgrade still holds.
     CopyRevokedSessions,
 }
 
-/// Each participant's copy of a conversation's read markers.
+/// Each participant's copy of a conversation's read markers (read by
+/// releases before sync feeds).
 const USER_READ_MARKERS: &str = "CREATE TABLE IF NOT EXISTS {ks}.user_read_markers (
     user_id text, conversation_id text, reader text, up_to text, at bigint,
     PRIMARY KEY (user_id, conversation_id, reader))";
@@ -122,21 +125,31 @@ pub const MIGRATIONS: &[(i32, &[Ddl])] = &[
             Ddl::AddColumn { table: "user_feed", column: "delivered_at", cql_type: "bigint" },
         ],
     ),
-    // 3: each participant's copy of a conversation's read markers, so a
-    // resume reads the receipts of every conversation it touches in one
-    // request to the user's own partition, not one per conversation.
-    // Filled from `read_markers`, which history pages still read.
-    (
-        3,
-        &[
-            Ddl::Run(USER_READ_MARKERS),
-            Ddl::CopyReadMarkersToUsers,
-        ],
-    ),
+    // 3: each participant's copy of a conversation's read markers, for
+    // the resume of releases before sync feeds (which also filled it from
+    // `read_markers`; nothing reads it now).
+    (3, &[Ddl::Run(USER_READ_MARKERS)]),
     // 4: logouts by day, so a process keeps every logout in memory and
     // reads only the new ones, instead of asking per session.
     (4, &[Ddl::Run(REVOCATIONS), Ddl::CopyRevokedSessions]),
+    // 5: each user's events by log position, the store's part of a sync
+    // backlog. They replace `user_feed`, `user_feed_buckets` and
+    // `user_read_markers`, which nothing writes any more; those stay until
+    // a later release, so processes of the previous one fail no writes
+    // while a rolling upgrade replaces them.
+    (5, &[Ddl::Run(USER_SYNC), Ddl::Run(USER_SYNC_BUCKETS)]),
 ];
+
+/// One row per event of a user's audience (`Event::audience`), holding
+/// the event as the log has it.
+const USER_SYNC: &str = "CREATE TABLE IF NOT EXISTS {ks}.user_sync (
+    user_id text, log_partition int, bucket bigint, log_offset bigint, event blob,
+    PRIMARY KEY ((user_id, log_partition, bucket), log_offset))";
+
+/// The non-empty buckets of each user's feed in each log partition.
+const USER_SYNC_BUCKETS: &str = "CREATE TABLE IF NOT EXISTS {ks}.user_sync_buckets (
+    user_id text, log_partition int, bucket bigint,
+    PRIMARY KEY ((user_id, log_partition), bucket))";
 
 /// Tables the projector writes; replay truncates them.
 pub const READ_MODEL_TABLES: &[&str] = &[
@@ -145,14 +158,17 @@ pub const READ_MODEL_TABLES: &[&str] = &[
     "timeline",
     "timeline_buckets",
     "message_index",
-    "user_feed",
-    "user_feed_buckets",
+    "user_sync",
+    "user_sync_buckets",
     "read_markers",
-    "user_read_markers",
     "inbox",
     "unread",
 ];
 
 pub fn bucket_of(millis: i64) -> i64 {
     millis.div_euclid(BUCKET_MS)
+}
+
+pub fn sync_bucket_of(offset: i64) -> i64 {
+    offset.div_euclid(SYNC_BUCKET_OFFSETS)
 }

@@ -10,20 +10,11 @@ pub const MESSAGE_COLUMNS: &str =
 /// A prepared statement and the name its requests are counted under in
 /// `/metrics` (`parley_cql_request_seconds{statement=…}`), so an operator
 /// can see which reads a busy store is serving and a benchmark can count
-/// the requests a resume or a page costs.
+/// the requests a backlog or a page costs.
 #[derive(Clone)]
 pub struct Prepared {
     pub name: &'static str,
     pub st: PreparedStatement,
-}
-
-/// A participant's copy of a read marker, written by the projector and by
-/// the migration that fills the copies.
-pub(crate) fn user_marker_upsert(ks: &str) -> String {
-    format!(
-        "INSERT INTO {ks}.user_read_markers (user_id, conversation_id, reader, up_to, at)
-         VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
-    )
 }
 
 /// A logout, written by `logout` and by the migration that copies the
@@ -58,23 +49,20 @@ pub struct Statements {
     pub timeline_delivered: Prepared,
     pub bucket_insert: Prepared,
     pub index_insert: Prepared,
-    pub feed_insert: Prepared,
-    pub feed_delivered: Prepared,
-    pub feed_bucket_insert: Prepared,
+    pub sync_insert: Prepared,
+    pub sync_bucket_insert: Prepared,
     pub inbox_upsert: Prepared,
     pub unread_insert: Prepared,
     pub unread_clear: Prepared,
     pub marker_upsert: Prepared,
-    pub user_marker_upsert: Prepared,
     // reads
     pub buckets_before: Prepared,
     pub timeline_page: Prepared,
     pub timeline_one: Prepared,
     pub index_lookup: Prepared,
     pub markers: Prepared,
-    pub user_markers: Prepared,
-    pub feed_buckets_from: Prepared,
-    pub feed_after: Prepared,
+    pub sync_buckets: Prepared,
+    pub sync_after: Prepared,
     pub inbox: Prepared,
     pub unread_counts: Prepared,
 }
@@ -135,15 +123,12 @@ impl Statements {
                 "INSERT INTO {ks}.timeline_buckets (conversation_id, bucket) VALUES (?, ?) USING TIMESTAMP ?"), true).await?,
             index_insert: p("index_insert", format!(
                 "INSERT INTO {ks}.message_index (message_id, conversation_id) VALUES (?, ?) USING TIMESTAMP ?"), true).await?,
-            feed_insert: p("feed_insert", format!(
-                "INSERT INTO {ks}.user_feed (user_id, bucket, message_id, conversation_id, log_partition, log_offset,
-                 sender, recipient, body, sent_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
-            feed_delivered: p("feed_delivered", format!(
-                "UPDATE {ks}.user_feed USING TIMESTAMP ? SET delivered_at = ?
-                 WHERE user_id = ? AND bucket = ? AND message_id = ?"), true).await?,
-            feed_bucket_insert: p("feed_bucket_insert", format!(
-                "INSERT INTO {ks}.user_feed_buckets (user_id, bucket) VALUES (?, ?) USING TIMESTAMP ?"), true).await?,
+            sync_insert: p("sync_insert", format!(
+                "INSERT INTO {ks}.user_sync (user_id, log_partition, bucket, log_offset, event)
+                 VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
+            sync_bucket_insert: p("sync_bucket_insert", format!(
+                "INSERT INTO {ks}.user_sync_buckets (user_id, log_partition, bucket) VALUES (?, ?, ?)
+                 USING TIMESTAMP ?"), true).await?,
             inbox_upsert: p("inbox_upsert", format!(
                 "INSERT INTO {ks}.inbox (user_id, conversation_id, peer_id, last_message) VALUES (?, ?, ?, ?)
                  USING TIMESTAMP ?"), true).await?,
@@ -155,7 +140,6 @@ impl Statements {
             marker_upsert: p("marker_upsert", format!(
                 "INSERT INTO {ks}.read_markers (conversation_id, reader, up_to, at) VALUES (?, ?, ?, ?)
                  USING TIMESTAMP ?"), true).await?,
-            user_marker_upsert: p("user_marker_upsert", user_marker_upsert(ks), true).await?,
             buckets_before: p("buckets_before", format!(
                 "SELECT bucket FROM {ks}.timeline_buckets WHERE conversation_id = ? AND bucket <= ? LIMIT ?"), true).await?,
             timeline_page: p("timeline_page", format!(
@@ -166,15 +150,13 @@ impl Statements {
                 "SELECT conversation_id FROM {ks}.message_index WHERE message_id = ?"), true).await?,
             markers: p("markers", format!(
                 "SELECT reader, up_to, at FROM {ks}.read_markers WHERE conversation_id = ?"), true).await?,
-            user_markers: p("user_markers", format!(
-                "SELECT conversation_id, reader, up_to, at FROM {ks}.user_read_markers
-                 WHERE user_id = ? AND conversation_id IN ?"), true).await?,
-            feed_buckets_from: p("feed_buckets_from", format!(
-                "SELECT bucket FROM {ks}.user_feed_buckets WHERE user_id = ? AND bucket >= ? LIMIT ?"), true).await?,
-            feed_after: p("feed_after", format!(
-                "SELECT message_id, conversation_id, log_partition, log_offset,
-                 sender, recipient, body, sent_at, delivered_at FROM {ks}.user_feed
-                 WHERE user_id = ? AND bucket = ? AND message_id > ? LIMIT ?"), true).await?,
+            sync_buckets: p("sync_buckets", format!(
+                "SELECT bucket FROM {ks}.user_sync_buckets
+                 WHERE user_id = ? AND log_partition = ? AND bucket >= ? AND bucket <= ? LIMIT ?"), true).await?,
+            sync_after: p("sync_after", format!(
+                "SELECT log_offset, event FROM {ks}.user_sync
+                 WHERE user_id = ? AND log_partition = ? AND bucket = ? AND log_offset > ? AND log_offset <= ?
+                 LIMIT ?"), true).await?,
             inbox: p("inbox", format!(
                 "SELECT conversation_id, peer_id, last_message FROM {ks}.inbox WHERE user_id = ?"), true).await?,
             unread_counts: p("unread_counts", format!(

@@ -1,10 +1,10 @@
-//! Timelines and user feeds span 10-day buckets. These drive the store
+//! Timelines span 10-day buckets. These drive the store
 //! against a real Cassandra with messages stamped in several buckets,
 //! which the HTTP suite cannot make: its messages are all sent now.
 
 mod common;
 
-use common::{config, covering, ids, ids_of, messages, store_on};
+use common::{config, ids, ids_of, messages, store_on};
 use parley_domain::{
     ports::{ReadModelWriter, TimelineReader},
     ConversationId, RecordedEvent, Timestamp, UserId,
@@ -76,43 +76,12 @@ async fn pages_walk_every_bucket_newest_first() {
 }
 
 #[tokio::test]
-async fn a_resume_reads_every_later_bucket_oldest_first() {
-    let store = store().await;
-    let (a, b) = (UserId::new(), UserId::new());
-    let mut offset = 0;
-    let events = apply_in_buckets(&store, (a, b), &[(3, 4), (1, 4), (0, 4)], &mut offset).await;
-    let all = ids(&events);
-    let upto = covering(offset);
-
-    // After the second message of the oldest bucket: the rest of it, and
-    // both later buckets.
-    let backlog = store
-        .for_user_after(b, all[1], &upto, 100)
-        .await
-        .expect("resume");
-    assert_eq!(ids_of(&backlog), all[2..].to_vec());
-    // After a message of the current bucket: only what follows it there.
-    let backlog = store
-        .for_user_after(a, all[9], &upto, 100)
-        .await
-        .expect("resume");
-    assert_eq!(ids_of(&backlog), all[10..].to_vec());
-    // Positions the watermark does not cover are left to the live stream.
-    let short = covering(offset - 2);
-    let backlog = store
-        .for_user_after(a, all[9], &short, 100)
-        .await
-        .expect("resume");
-    assert!(backlog.is_empty(), "{backlog:?}");
-}
-
-#[tokio::test]
 async fn walks_past_one_read_of_the_bucket_list() {
     let store = store().await;
     let (a, b) = (UserId::new(), UserId::new());
     let mut offset = 0;
     // One message in each of 20 buckets: more than one read of the bucket
-    // list returns (16), for pages and for resumes alike.
+    // list returns (16).
     let spread: Vec<(i64, usize)> = (0..20).rev().map(|back| (back, 1)).collect();
     let events = apply_in_buckets(&store, (a, b), &spread, &mut offset).await;
     let all = ids(&events);
@@ -128,15 +97,4 @@ async fn walks_past_one_read_of_the_bucket_list() {
     );
     let below = store.page(conv, Some(all[19]), 50).await.expect("page");
     assert_eq!(ids_of(&below), newest_first[1..].to_vec());
-
-    let upto = covering(offset);
-    let backlog = store
-        .for_user_after(b, all[0], &upto, 100)
-        .await
-        .expect("resume");
-    assert_eq!(
-        ids_of(&backlog),
-        all[1..].to_vec(),
-        "every later bucket, oldest first"
-    );
 }

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use parley_domain::StoreError;
+use parley_domain::{LogId, StoreError};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::schema;
@@ -266,6 +266,16 @@ impl Db {
 
     pub(crate) fn head_offset_blocking(&self) -> Result<i64, StoreError> {
         self.with_reader(crate::log::head_offset)
+    }
+
+    /// The id drawn when the log file was created.
+    pub(crate) fn log_id_blocking(&self) -> Result<LogId, StoreError> {
+        self.with_reader(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = 'log_id'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .map(|v| LogId(v as u64))
     }
 
     fn with_reader<T>(

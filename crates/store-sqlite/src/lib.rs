@@ -13,6 +13,7 @@ mod log;
 mod read_models;
 mod recent;
 mod schema;
+mod sync_feed;
 mod users;
 
 use std::{path::Path, sync::Arc};
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 pub use db::Db;
 pub use log::{SqliteAppender, SqliteLog};
 pub use read_models::SqliteReadModels;
+pub use sync_feed::SqliteSyncFeed;
 pub use users::SqliteUsers;
 
 /// Every port of the embedded backend, over one database file.
@@ -34,6 +36,7 @@ pub struct Embedded {
     pub appender: Arc<SqliteAppender>,
     pub log: Arc<SqliteLog>,
     pub read_models: Arc<SqliteReadModels>,
+    pub sync_feed: Arc<SqliteSyncFeed>,
     pub users: Arc<SqliteUsers>,
 }
 
@@ -44,6 +47,7 @@ impl Embedded {
         let (log_db, db) = Self::open_files(dir)?;
         let (log_db, db) = (Arc::new(log_db), Arc::new(db));
         let head = log_db.head_offset_blocking()?;
+        let log_id = log_db.log_id_blocking()?;
         let (head_tx, head_rx) = watch::channel(head);
         let recent = Arc::new(recent::Recent::new(head));
         let appender = Arc::new(SqliteAppender::start(
@@ -52,9 +56,16 @@ impl Embedded {
             recent.clone(),
         )?);
         Ok(Self {
-            log: Arc::new(SqliteLog::new(log_db.clone(), db.clone(), head_rx, recent)),
-            log_db,
+            log: Arc::new(SqliteLog::new(
+                log_db.clone(),
+                db.clone(),
+                head_rx,
+                recent,
+                log_id,
+            )),
             read_models: Arc::new(SqliteReadModels::new(db.clone())),
+            sync_feed: Arc::new(SqliteSyncFeed::new(db.clone(), log_db.clone())),
+            log_db,
             users: Arc::new(SqliteUsers::new(db.clone())),
             appender,
             db,

@@ -12,7 +12,7 @@ use std::{
 use async_trait::async_trait;
 use parley_domain::{
     ports::{Appended, EventAppender, EventLog, LogConsumer, PendingEvent, StartFrom},
-    Event, LogPosition, RecordedEvent, Stamp, StoreError, Watermark,
+    Event, LogId, LogPosition, RecordedEvent, Stamp, StoreError, Watermark,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -221,6 +221,7 @@ pub struct SqliteLog {
     /// What this process committed last: a consumer that stands within it
     /// reads no file.
     pub(crate) recent: Arc<Recent>,
+    id: LogId,
 }
 
 impl SqliteLog {
@@ -229,12 +230,14 @@ impl SqliteLog {
         db: Arc<Db>,
         head: watch::Receiver<i64>,
         recent: Arc<Recent>,
+        id: LogId,
     ) -> Self {
         Self {
             log,
             db,
             head,
             recent,
+            id,
         }
     }
 
@@ -295,6 +298,10 @@ impl EventLog for SqliteLog {
 
     async fn latest(&self) -> Result<Watermark, StoreError> {
         Ok(single_partition(self.log.read(head_offset).await?))
+    }
+
+    fn identity(&self) -> LogId {
+        self.id
     }
 }
 

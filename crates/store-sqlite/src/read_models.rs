@@ -12,7 +12,7 @@ use parley_domain::{
     events::{ConversationRead, MessageDelivered, MessageSent},
     ports::{InboxEntry, InboxReader, ReadModelWriter, TimelineReader},
     ConversationId, Event, Message, MessageBody, MessageId, ReadMarkers, RecordedEvent, StoreError,
-    Timestamp, UserId, Watermark,
+    Timestamp, UserId,
 };
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
@@ -160,6 +160,12 @@ impl ReadModelWriter for SqliteReadModels {
                         // The directory is the credential table itself.
                         Event::UserRegistered(_) => {}
                     }
+                    let mut feed = tx.prepare_cached(
+                        "INSERT OR IGNORE INTO sync_feed (user_id, log_offset) VALUES (?1, ?2)",
+                    )?;
+                    for user in e.event.audience().into_iter().flatten() {
+                        feed.execute(params![user.to_string(), e.position.offset])?;
+                    }
                 }
                 Ok(())
             })
@@ -219,37 +225,6 @@ impl TimelineReader for SqliteReadModels {
                 c.prepare_cached(&sql)?
                     .query_row([id.to_string()], message_from_row)
                     .optional()
-            })
-            .await
-    }
-
-    async fn for_user_after(
-        &self,
-        user: UserId,
-        after: MessageId,
-        upto: &Watermark,
-        limit: usize,
-    ) -> Result<Vec<Message>, StoreError> {
-        let upto = upto
-            .partitions()
-            .find(|p| p.partition == 0)
-            .map_or(0, |p| p.offset);
-        self.db
-            .read(move |c| {
-                // Through the user's inbox: one index range per conversation.
-                let sql = format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM inbox i
-                     JOIN messages m ON m.conversation_id = i.conversation_id AND m.message_id > ?2
-                     {MARKER_JOIN}
-                     WHERE i.user_id = ?1 AND m.log_offset <= ?3
-                     ORDER BY m.message_id LIMIT ?4"
-                );
-                let mut st = c.prepare_cached(&sql)?;
-                let rows = st.query_map(
-                    params![user.to_string(), after.to_string(), upto, limit as i64],
-                    message_from_row,
-                )?;
-                rows.collect()
             })
             .await
     }

@@ -9,7 +9,8 @@ use std::path::Path;
 use rusqlite::Connection;
 
 /// The log file's schema.
-const LOG_MIGRATIONS: &[&str] = &[r#"
+const LOG_MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE IF NOT EXISTS events (
         "offset" INTEGER PRIMARY KEY,
         key TEXT NOT NULL,
@@ -19,7 +20,17 @@ const LOG_MIGRATIONS: &[&str] = &[r#"
         key TEXT PRIMARY KEY,
         "offset" INTEGER NOT NULL
     ) WITHOUT ROWID;
-    "#];
+    "#,
+    // 2: the log's identity, drawn once, so a sync token minted on
+    // another data dir is told apart from one of this log.
+    r#"
+    CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO meta (key, value) VALUES ('log_id', random() & 0x7fffffffffffffff);
+    "#,
+];
 
 const MIGRATIONS: &[&str] = &[
     // 1: log, positions, credentials, read models.
@@ -127,10 +138,25 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, conversation_id)
     ) WITHOUT ROWID;
     "#,
+    // 4: each user's events by log offset, what a reconnecting socket
+    // reads when its backlog is older than ws-push holds in memory. The
+    // read models are emptied and the projector starts over, so the feed
+    // covers the whole log.
+    r#"
+    DELETE FROM messages;
+    DELETE FROM read_markers;
+    DELETE FROM inbox;
+    DELETE FROM consumer_positions WHERE grp = 'projector';
+    CREATE TABLE sync_feed (
+        user_id TEXT NOT NULL,
+        log_offset INTEGER NOT NULL,
+        PRIMARY KEY (user_id, log_offset)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The tables `parley replay` empties: everything the projector derives.
-pub const READ_MODEL_TABLES: &[&str] = &["messages", "read_markers", "inbox"];
+pub const READ_MODEL_TABLES: &[&str] = &["messages", "read_markers", "inbox", "sync_feed"];
 
 pub fn migrate_log(conn: &mut Connection) -> rusqlite::Result<u32> {
     apply(conn, LOG_MIGRATIONS)

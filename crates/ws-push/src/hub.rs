@@ -1,5 +1,6 @@
-//! Which sockets of this instance belong to which user, and fan-out of log
-//! events to them.
+//! Which sockets of this instance belong to which user, fan-out of log
+//! events to them, and the recent history a reconnecting socket's backlog
+//! is served from.
 
 use std::{
     collections::HashMap,
@@ -9,44 +10,41 @@ use std::{
     },
 };
 
-use axum::extract::ws::Utf8Bytes;
-use parley_domain::{Event, LogPosition, Message, RecordedEvent, Timestamp, UserId, Watermark};
-use tokio::sync::mpsc;
+use parley_domain::{LogId, RecordedEvent, Timestamp, UserId, Watermark};
+use tokio::sync::{mpsc, watch};
 
-use crate::frames::ServerFrame;
+use crate::{frames::Push, history::History};
 
 /// Frames one socket may have queued before it counts as lagging. A lagging
-/// socket is closed (code 4008) so its client resumes from the store; it is
-/// never silently skipped.
+/// socket is closed (code 4008) so its client syncs from its last `seq`;
+/// it is never silently skipped.
 pub const SOCKET_QUEUE: usize = 512;
-
-/// One event's frame, shared by every recipient socket: each socket queue
-/// holds a pointer, so an idle socket's queue costs a few hundred bytes.
-pub struct Push {
-    pub frame: Utf8Bytes,
-    pub position: LogPosition,
-    /// Set for message frames, so the session can remember what it sent
-    /// (for acks and to keep a resume from repeating it).
-    pub message: Option<Arc<Message>>,
-}
 
 struct SocketTx {
     id: u64,
     tx: mpsc::Sender<Arc<Push>>,
 }
 
-#[derive(Default)]
 struct Registry {
     sockets: HashMap<UserId, Vec<SocketTx>>,
     /// Everything up to here has been handed to every socket registered at
-    /// the time. Kept under the same lock as `sockets`, so a socket that
-    /// registers either receives an event live or finds it covered here.
-    dispatched: Watermark,
+    /// the time (and to the history). Kept under the same lock as
+    /// `sockets`, so a socket that registers either receives an event
+    /// live or finds it below this.
+    dispatched: Arc<Watermark>,
+    history: History,
 }
 
 pub struct Hub {
     registry: Mutex<Registry>,
     next_id: AtomicU64,
+    log: LogId,
+    /// How far dispatch has come, for sockets waiting for it: the warm-up
+    /// on start, or a token minted by an instance further ahead.
+    progress: watch::Sender<Arc<Watermark>>,
+    /// The log's end when this instance started: sockets are served once
+    /// dispatch has reached it.
+    warm_at: Watermark,
 }
 
 /// Removes the socket from the hub when the session ends.
@@ -69,17 +67,41 @@ impl Drop for Registration {
     }
 }
 
+/// What a socket registering for a user finds, all read at one instant:
+/// later events reach its queue live, earlier ones are here or older than
+/// `floor`.
+pub struct Snapshot {
+    /// What has been dispatched.
+    pub dispatched: Arc<Watermark>,
+    /// The history holds nothing at or below this.
+    pub floor: Watermark,
+    /// The user's held events a `since` did not cover, oldest first.
+    pub held: Vec<Arc<Push>>,
+}
+
 impl Hub {
-    /// A hub whose sockets get, live, every event after `start` (the log's
-    /// end when the instance starts); earlier ones come from the store.
-    pub fn starting_at(start: Watermark) -> Self {
+    /// A hub of `log` that dispatches every event after `start`, holding
+    /// `history_bytes` of them for backlogs. It counts as warm once it has
+    /// dispatched up to `warm_at` (the log's end now): starting a little
+    /// before the end fills the history, so sockets reconnecting after a
+    /// restart find their backlog in memory.
+    pub fn new(log: LogId, start: Watermark, warm_at: Watermark, history_bytes: usize) -> Self {
+        let start = Arc::new(start);
         Self {
             registry: Mutex::new(Registry {
-                dispatched: start,
-                ..Registry::default()
+                sockets: HashMap::new(),
+                dispatched: start.clone(),
+                history: History::new((*start).clone(), history_bytes),
             }),
             next_id: AtomicU64::new(0),
+            log,
+            progress: watch::Sender::new(start),
+            warm_at,
         }
+    }
+
+    pub fn log(&self) -> LogId {
+        self.log
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
@@ -88,14 +110,27 @@ impl Hub {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn register(self: &Arc<Self>, user: UserId) -> (Registration, mpsc::Receiver<Arc<Push>>) {
+    /// Registers a socket of `user`. With `since`, the snapshot holds the
+    /// user's events after it that the history still has.
+    pub fn register(
+        self: &Arc<Self>,
+        user: UserId,
+        since: Option<&Watermark>,
+    ) -> (Registration, mpsc::Receiver<Arc<Push>>, Snapshot) {
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock()
-            .sockets
-            .entry(user)
-            .or_default()
-            .push(SocketTx { id, tx });
+        let snapshot = {
+            let mut reg = self.lock();
+            reg.sockets
+                .entry(user)
+                .or_default()
+                .push(SocketTx { id, tx });
+            Snapshot {
+                dispatched: reg.dispatched.clone(),
+                floor: reg.history.floor().clone(),
+                held: since.map_or_else(Vec::new, |s| reg.history.for_user(user, s)),
+            }
+        };
         metrics::gauge!("parley_ws_sockets").increment(1.0);
         (
             Registration {
@@ -104,85 +139,83 @@ impl Hub {
                 id,
             },
             rx,
+            snapshot,
         )
     }
 
-    /// Positions every socket registered now has received or will get from
-    /// the store: what a resume may read up to.
-    pub fn dispatched(&self) -> Watermark {
+    /// What every socket registered now has received or will get from a
+    /// backlog.
+    pub fn dispatched(&self) -> Arc<Watermark> {
         self.lock().dispatched.clone()
     }
 
-    /// Hands each event to the sockets of the users it concerns, encoding
-    /// it once.
+    /// Waits until dispatch covers `target`; false if `wait` ran out.
+    pub async fn reached(&self, target: &Watermark, wait: std::time::Duration) -> bool {
+        let mut rx = self.progress.subscribe();
+        tokio::time::timeout(wait, rx.wait_for(|w| w.covers_all(target)))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until the warm-up is dispatched; false if `wait` ran out.
+    pub async fn warm(&self, wait: std::time::Duration) -> bool {
+        self.reached(&self.warm_at, wait).await
+    }
+
+    /// Hands each event to the sockets of its audience and to the
+    /// history, encoding it once, outside the lock.
     pub fn dispatch(&self, events: &[RecordedEvent]) {
-        let mut reg = self.lock();
+        if events.is_empty() {
+            return;
+        }
+        // Only this (the tail's) thread moves `dispatched`, so the
+        // watermark after each event can be worked out before locking.
+        let mut seq = (*self.dispatched()).clone();
+        let mut pushes = Vec::with_capacity(events.len());
         for e in events {
-            reg.deliver(e);
-            reg.dispatched.advance(e.position);
+            seq.advance(e.position);
+            let after = Arc::new(seq.clone());
+            let push = Push::build(e, after.clone(), self.log).map(Arc::new);
+            pushes.push((after, push));
             let age = (Timestamp::now().millis() - e.at.millis()).max(0) as f64 / 1000.0;
             metrics::histogram!("parley_ws_dispatch_lag_seconds").record(age);
         }
+        let mut reg = self.lock();
+        for (after, push) in pushes {
+            if let Some(push) = push {
+                reg.deliver(&push);
+                reg.history.push(push);
+            }
+            reg.dispatched = after;
+        }
+        let now = reg.dispatched.clone();
+        drop(reg);
+        self.progress.send_replace(now);
     }
 }
 
-type Routed = (Utf8Bytes, Option<Arc<Message>>, [Option<UserId>; 2]);
-
-/// The frame an event becomes and who receives it: a message goes to the
-/// recipient and to the sender's other devices; a receipt to the sender.
-fn route(e: &RecordedEvent) -> Option<Routed> {
-    Some(match &e.event {
-        Event::MessageSent(m) => {
-            let message = Arc::new(m.to_message());
-            let frame = ServerFrame::Message { message: &message }.encode();
-            (frame, Some(message), [Some(m.to), Some(m.from)])
-        }
-        Event::MessageDelivered(d) => (
-            ServerFrame::delivered(d).encode(),
-            None,
-            [d.conversation_id.peer_of(d.to), None],
-        ),
-        Event::ConversationRead(r) => (
-            ServerFrame::read(r).encode(),
-            None,
-            [r.conversation_id.peer_of(r.reader), None],
-        ),
-        Event::UserRegistered(_) => return None,
-    })
-}
-
 impl Registry {
-    fn deliver(&mut self, e: &RecordedEvent) {
-        let Some((frame, message, targets)) = route(e) else {
-            return;
-        };
-        let push = Arc::new(Push {
-            frame,
-            position: e.position,
-            message,
-        });
-        for user in targets.into_iter().flatten() {
-            let Some(list) = self.sockets.get_mut(&user) else {
+    fn deliver(&mut self, push: &Arc<Push>) {
+        for user in push.audience.iter().flatten() {
+            let Some(list) = self.sockets.get_mut(user) else {
                 continue;
             };
-            list.retain(|s| {
-                    match s.tx.try_send(push.clone()) {
-                        Ok(()) => {
-                            metrics::counter!("parley_ws_pushes_total").increment(1);
-                            true
-                        }
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            // Dropping the sender ends the session's stream
-                            // after what is queued; it then closes with 4008.
-                            metrics::counter!("parley_ws_lagged_total").increment(1);
-                            tracing::warn!(%user, socket = s.id, "socket lagging; closing it so the client resumes");
-                            false
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => false,
-                    }
-                });
+            list.retain(|s| match s.tx.try_send(push.clone()) {
+                Ok(()) => {
+                    metrics::counter!("parley_ws_pushes_total").increment(1);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // Dropping the sender ends the session's stream after
+                    // what is queued; it then closes with 4008.
+                    metrics::counter!("parley_ws_lagged_total").increment(1);
+                    tracing::warn!(%user, socket = s.id, "socket lagging; closing it so the client syncs");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
             if list.is_empty() {
-                self.sockets.remove(&user);
+                self.sockets.remove(user);
             }
         }
     }
@@ -190,16 +223,15 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use parley_domain::{events::MessageSent, ConversationId, EventId, MessageBody, MessageId};
+    use parley_domain::{
+        events::MessageSent, ConversationId, Event, EventId, LogPosition, MessageBody, MessageId,
+    };
 
     use super::*;
 
-    fn sent(from: UserId, to: UserId, offset: i64) -> RecordedEvent {
+    fn sent(from: UserId, to: UserId, partition: u32, offset: i64) -> RecordedEvent {
         RecordedEvent {
-            position: LogPosition {
-                partition: 0,
-                offset,
-            },
+            position: LogPosition { partition, offset },
             id: EventId::new(),
             at: Timestamp::now(),
             event: Event::MessageSent(MessageSent {
@@ -214,19 +246,28 @@ mod tests {
         }
     }
 
+    fn hub(history: usize) -> Arc<Hub> {
+        Arc::new(Hub::new(
+            LogId(1),
+            Watermark::default(),
+            Watermark::default(),
+            history,
+        ))
+    }
+
     /// A socket that stops draining its queue is cut loose once the queue
     /// is full: it gets everything queued before, in order, then the end
     /// of its stream (which the session turns into a 4008 close), and no
     /// later event. Its neighbours keep receiving.
     #[tokio::test]
     async fn a_lagging_socket_is_cut_off_after_its_queue_not_skipped() {
-        let hub = Arc::new(Hub::starting_at(Watermark::default()));
+        let hub = hub(0);
         let (alice, bob) = (UserId::new(), UserId::new());
-        let (_slow_reg, mut slow) = hub.register(bob);
-        let (_fast_reg, mut fast) = hub.register(bob);
+        let (_slow_reg, mut slow, _) = hub.register(bob, None);
+        let (_fast_reg, mut fast, _) = hub.register(bob, None);
         let total = SOCKET_QUEUE as i64 + 10;
         for offset in 0..total {
-            hub.dispatch(&[sent(alice, bob, offset)]);
+            hub.dispatch(&[sent(alice, bob, 0, offset)]);
             let got = fast.recv().await.map(|p| p.position.offset);
             assert_eq!(got, Some(offset), "the socket that keeps up misses nothing");
         }
@@ -245,5 +286,32 @@ mod tests {
             "then the stream ends"
         );
         assert_eq!(hub.lock().sockets.get(&bob).map(Vec::len), Some(1));
+    }
+
+    /// Each event's seq is the watermark just after it, across partitions,
+    /// and a socket registering mid-stream gets every later event live and
+    /// every earlier one in its snapshot: none in both, none in neither.
+    #[tokio::test]
+    async fn a_registration_splits_the_stream_between_snapshot_and_queue() {
+        let hub = hub(usize::MAX);
+        let (alice, bob) = (UserId::new(), UserId::new());
+        hub.dispatch(&[sent(alice, bob, 0, 0), sent(alice, bob, 1, 0)]);
+        let since = Watermark::from_slots(vec![Some(0)]);
+        let (_reg, mut rx, snap) = hub.register(bob, Some(&since));
+        hub.dispatch(&[sent(alice, bob, 1, 1), sent(bob, alice, 0, 1)]);
+        let held: Vec<_> = snap.held.iter().map(|p| p.position).collect();
+        assert_eq!(
+            held,
+            vec![LogPosition {
+                partition: 1,
+                offset: 0
+            }]
+        );
+        assert_eq!(snap.dispatched.slots(), &[Some(0), Some(0)]);
+        let first = rx.recv().await.unwrap();
+        let second = rx.recv().await.unwrap();
+        assert_eq!(first.seq.slots(), &[Some(0), Some(1)]);
+        assert_eq!(second.seq.slots(), &[Some(1), Some(1)]);
+        assert!(hub.reached(&second.seq, std::time::Duration::ZERO).await);
     }
 }

@@ -1,11 +1,13 @@
 //! ws-push: holds client sockets, tails the log and pushes each event to the
-//! connected participants; turns acks into `MessageDelivered` and serves
-//! `resume` from the store with no gap and no duplicate at the seam.
+//! connected participants; turns acks into `MessageDelivered` and serves a
+//! reconnecting socket everything after its sync token, exactly once.
 //!
 //! Every instance tails the whole log with its own consumer, so a message
-//! reaches its recipient whichever instance holds the socket.
+//! reaches its recipient whichever instance holds the socket, and a token
+//! minted by one instance is served by any other.
 
 mod frames;
+mod history;
 mod hub;
 mod session;
 mod tail;
@@ -19,16 +21,17 @@ use axum::{
     routing::get,
     Router,
 };
-use parley_domain::ports::{EventAppender, EventLog, TimelineReader};
-use parley_http_kit::AuthState;
+use parley_domain::ports::{EventAppender, EventLog, SyncFeed, TimelineReader};
+use parley_http_kit::{AppQuery, AuthState};
+use serde::Deserialize;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use hub::Hub;
 
 /// Per-socket buffers. tungstenite's defaults cost ~128 KiB per socket, and
-/// its read buffer is allocated up front. What clients send (acks, resume,
-/// pings) is a few dozen bytes per frame; the buffer grows for a larger
-/// frame when one comes. 4 KiB here made an idle socket cost 11.5 KiB.
+/// its read buffer is allocated up front. What clients send (acks, pings)
+/// is a few dozen bytes per frame; the buffer grows for a larger frame
+/// when one comes, so a small one keeps idle sockets cheap.
 const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
@@ -42,7 +45,10 @@ pub struct WsPush {
     pub hub: Arc<Hub>,
     pub auth: Arc<AuthState>,
     pub log: Arc<dyn EventLog>,
+    /// Answers acks for messages this socket did not get from memory.
     pub timelines: Arc<dyn TimelineReader>,
+    /// The part of a backlog older than the hub's history.
+    pub feed: Arc<dyn SyncFeed>,
     pub appender: Arc<dyn EventAppender>,
     /// Cancelled on shutdown: sessions close with 1001.
     pub shutdown: CancellationToken,
@@ -75,9 +81,16 @@ pub fn router(state: WsPush) -> Router {
         .with_state(state)
 }
 
+#[derive(Deserialize)]
+struct Connect {
+    /// The `seq` of the last frame the client processed.
+    since: Option<String>,
+}
+
 async fn upgrade(
     State(state): State<WsPush>,
     headers: HeaderMap,
+    AppQuery(query): AppQuery<Connect>,
     ws: WebSocketUpgrade,
 ) -> Response {
     // A token in a header or cookie is checked now, but a failure is still
@@ -90,6 +103,6 @@ async fn upgrade(
         .max_frame_size(MAX_MESSAGE)
         .on_upgrade(move |socket| {
             let sessions = state.sessions.clone();
-            sessions.track_future(session::run(state, socket, token))
+            sessions.track_future(session::run(state, socket, token, query.since))
         })
 }

@@ -1,4 +1,14 @@
-//! One client socket: authentication, live pushes, acks and resume.
+//! One client socket: authentication, the sync backlog, live pushes and
+//! acks.
+//!
+//! Why no frame falls between two others: the socket registers with the
+//! hub under the lock dispatch takes, so each event is either dispatched
+//! after the registration (it arrives in the socket's queue) or before it
+//! (it is at most `dispatched`). The backlog serves the latter that the
+//! client's `since` does not cover: from the store up to the history's
+//! floor, then from the history. Every frame's `seq` is a watermark below
+//! which every event of the user has been sent on this socket or before
+//! `since`, so any frame is a safe place to resume from.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -8,31 +18,40 @@ use std::{
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use parley_domain::{
-    auth::Session, commands::decide_delivery, ports::PROJECTOR_GROUP, Message, MessageId, Watermark,
+    auth::Session, commands::decide_delivery, ports::PROJECTOR_GROUP, LogPosition, Message,
+    MessageId, SyncToken, Watermark,
 };
 use tokio::time::{timeout, Instant};
 use tracing::Instrument;
 
 use crate::{
-    frames::{ClientFrame, ServerFrame},
-    hub::Push,
+    frames::{ClientFrame, Push, ServerFrame},
+    hub::Snapshot,
     WsPush, AUTH_TIMEOUT,
 };
 
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
-/// The socket fell too far behind; reconnect and resume.
+/// The socket fell too far behind; reconnect with the last `seq`.
 pub const CLOSE_LAGGING: u16 = 4008;
+/// The `since` cannot be served: read the inbox again, connect without it.
+pub const CLOSE_BAD_TOKEN: u16 = 4409;
 const CLOSE_GOING_AWAY: u16 = 1001;
-/// Messages remembered per socket: enough to answer acks without a store
-/// read, and to keep a resume from repeating what was pushed live.
+/// The store or this instance is not ready to serve the backlog yet;
+/// reconnect with the same `since` shortly.
+const CLOSE_TRY_AGAIN: u16 = 1013;
+/// Messages remembered per socket, to answer acks without a store read.
 const RECENT: usize = 1024;
-/// Page size when streaming a resume backlog from the store.
-const RESUME_PAGE: usize = 500;
-/// Longest a resume waits for the projector to reach the live seam.
-const RESUME_WAIT: Duration = Duration::from_secs(10);
+/// Events per store read of a backlog.
+const BACKLOG_PAGE: usize = 500;
+/// Longest a socket waits for this instance to be ready for it: the
+/// warm-up after a start, a token from an instance further ahead, or the
+/// projector writing the part of a backlog the store serves.
+const SYNC_WAIT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// A socket silent for this long (no frame, no pong) is dead.
 const IDLE_LIMIT: Duration = Duration::from_secs(75);
+
+type Close = (u16, &'static str);
 
 fn close(code: u16, reason: &'static str) -> WsMessage {
     WsMessage::Close(Some(CloseFrame {
@@ -41,13 +60,18 @@ fn close(code: u16, reason: &'static str) -> WsMessage {
     }))
 }
 
-pub async fn run(state: WsPush, mut socket: WebSocket, header_token: Option<String>) {
+pub async fn run(
+    state: WsPush,
+    mut socket: WebSocket,
+    header_token: Option<String>,
+    since: Option<String>,
+) {
     let authenticated = tokio::select! {
         s = authenticate(&state, &mut socket, header_token) => Some(s),
         _ = state.shutdown.cancelled() => None,
     };
-    let session = match authenticated {
-        Some(Some(s)) => s,
+    let (session, since) = match authenticated {
+        Some(Some((s, frame_since))) => (s, since.or(frame_since)),
         None => {
             let _ = socket
                 .send(close(CLOSE_GOING_AWAY, "server shutting down"))
@@ -62,16 +86,29 @@ pub async fn run(state: WsPush, mut socket: WebSocket, header_token: Option<Stri
     };
     let span = tracing::info_span!("socket", user = %session.user_id);
     async move {
-        let (_registration, rx) = state.hub.register(session.user_id);
+        let shutdown = state.shutdown.clone();
+        let since = tokio::select! {
+            s = admit(&state, since) => s,
+            _ = shutdown.cancelled() => Err((CLOSE_GOING_AWAY, "server shutting down")),
+        };
+        let since = match since {
+            Ok(s) => s,
+            Err((code, reason)) => {
+                let _ = socket.send(close(code, reason)).await;
+                return;
+            }
+        };
+        let (_registration, rx, snapshot) = state.hub.register(session.user_id, since.as_ref());
+        let resuming = since.is_some();
         let mut s = Socket {
+            sent: since.map_or_else(|| snapshot.dispatched.clone(), Arc::new),
             state,
             session,
             socket,
             rx,
             recent: Recent::default(),
-            floor: Watermark::default(),
         };
-        if let Some((code, reason)) = s.serve().await {
+        if let Some((code, reason)) = s.serve(resuming, snapshot).await {
             let _ = s.socket.send(close(code, reason)).await;
         }
     }
@@ -79,15 +116,55 @@ pub async fn run(state: WsPush, mut socket: WebSocket, header_token: Option<Stri
     .await
 }
 
+/// Reads the `since` a client sent and waits until this instance can
+/// serve it: warmed up, and dispatched at least as far as the token (a
+/// token minted by an instance further ahead).
+async fn admit(state: &WsPush, since: Option<String>) -> Result<Option<Watermark>, Close> {
+    let since = match since {
+        None => None,
+        Some(text) => match SyncToken::parse(&text, state.hub.log()) {
+            Ok(t) => Some(t.positions),
+            Err(e) => {
+                metrics::counter!("parley_ws_sync_refused_total").increment(1);
+                tracing::info!(error = %e, "cannot sync from the token given");
+                return Err((CLOSE_BAD_TOKEN, "cannot sync from that token"));
+            }
+        },
+    };
+    if !state.hub.warm(SYNC_WAIT).await {
+        return Err((CLOSE_TRY_AGAIN, "starting: reconnect shortly"));
+    }
+    if let Some(s) = &since {
+        if !state.hub.dispatched().covers_all(s) {
+            match state.log.latest().await {
+                Ok(end) if !end.covers_all(s) => {
+                    metrics::counter!("parley_ws_sync_refused_total").increment(1);
+                    tracing::info!("sync token is past the end of the log");
+                    return Err((CLOSE_BAD_TOKEN, "cannot sync from that token"));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the end of the log");
+                    return Err((CLOSE_TRY_AGAIN, "catching up: reconnect shortly"));
+                }
+            }
+            if !state.hub.reached(s, SYNC_WAIT).await {
+                return Err((CLOSE_TRY_AGAIN, "catching up: reconnect shortly"));
+            }
+        }
+    }
+    Ok(since)
+}
+
 /// The token from the upgrade request, else from a first `auth` frame sent
-/// within [`AUTH_TIMEOUT`].
+/// within [`AUTH_TIMEOUT`], which may carry a `since` too.
 async fn authenticate(
     state: &WsPush,
     socket: &mut WebSocket,
     header_token: Option<String>,
-) -> Option<Session> {
-    let token = match header_token {
-        Some(t) => t,
+) -> Option<(Session, Option<String>)> {
+    let (token, since) = match header_token {
+        Some(t) => (t, None),
         None => {
             let first = timeout(AUTH_TIMEOUT, async {
                 loop {
@@ -101,15 +178,16 @@ async fn authenticate(
             .await
             .ok()??;
             match serde_json::from_str::<ClientFrame>(&first) {
-                Ok(ClientFrame::Auth { token }) => token,
+                Ok(ClientFrame::Auth { token, since }) => (token, since),
                 _ => return None,
             }
         }
     };
-    state.auth.verify(&token).await.ok()
+    let session = state.auth.verify(&token).await.ok()?;
+    Some((session, since))
 }
 
-/// Recently pushed messages, oldest evicted first.
+/// Recently sent messages, oldest evicted first.
 #[derive(Default)]
 struct Recent {
     order: VecDeque<MessageId>,
@@ -135,36 +213,71 @@ struct Socket {
     socket: WebSocket,
     rx: tokio::sync::mpsc::Receiver<Arc<Push>>,
     recent: Recent,
-    /// Live pushes at or below this were covered by a resume: skip them.
-    floor: Watermark,
+    /// The `seq` of the last frame sent: every event of the user at or
+    /// below it has been sent on this socket, or was before its `since`.
+    sent: Arc<Watermark>,
+}
+
+/// Why the backlog stopped: the client went away, or the socket closes.
+enum Stop {
+    Gone,
+    Close(Close),
+}
+
+impl From<axum::Error> for Stop {
+    fn from(_: axum::Error) -> Self {
+        Stop::Gone
+    }
 }
 
 impl Socket {
     /// Runs until the client leaves (`None`) or the server closes with a code.
-    async fn serve(&mut self) -> Option<(u16, &'static str)> {
-        if self
-            .send_frame(
-                ServerFrame::Ready {
-                    user_id: self.session.user_id,
-                }
-                .encode(),
-            )
-            .await
-            .is_err()
-        {
+    async fn serve(&mut self, resuming: bool, snapshot: Snapshot) -> Option<Close> {
+        let ready = ServerFrame::Ready {
+            user_id: self.session.user_id,
+            seq: &self.token(),
+        }
+        .encode();
+        if self.send_frame(ready).await.is_err() {
             return None;
         }
+        if resuming {
+            metrics::counter!("parley_ws_syncs_total").increment(1);
+            let shutdown = self.state.shutdown.clone();
+            let done = tokio::select! {
+                r = self.backlog(&snapshot) => r,
+                _ = shutdown.cancelled() => Err(Stop::Close((CLOSE_GOING_AWAY, "server shutting down"))),
+            };
+            match done {
+                Ok(()) => {}
+                Err(Stop::Gone) => return None,
+                Err(Stop::Close(c)) => return Some(c),
+            }
+        }
+        if !self.sent.covers_all(&snapshot.dispatched) {
+            let mut at = (*self.sent).clone();
+            at.join(&snapshot.dispatched);
+            self.sent = Arc::new(at);
+        }
+        let synced = ServerFrame::Synced { seq: &self.token() }.encode();
+        if self.send_frame(synced).await.is_err() {
+            return None;
+        }
+        self.live().await
+    }
+
+    async fn live(&mut self) -> Option<Close> {
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
         let mut last_heard = Instant::now();
         loop {
             tokio::select! {
                 push = self.rx.recv() => match push {
                     Some(p) => {
-                        if self.push(p).await.is_err() {
+                        if self.push(&p).await.is_err() {
                             return None;
                         }
                     }
-                    None => return Some((CLOSE_LAGGING, "lagging: reconnect and resume")),
+                    None => return Some((CLOSE_LAGGING, "lagging: reconnect with your last seq")),
                 },
                 incoming = self.socket.recv() => {
                     last_heard = Instant::now();
@@ -196,6 +309,10 @@ impl Socket {
         }
     }
 
+    fn token(&self) -> String {
+        SyncToken::text(self.state.hub.log(), &self.sent)
+    }
+
     async fn send_frame(&mut self, frame: Utf8Bytes) -> Result<(), axum::Error> {
         self.socket.send(WsMessage::Text(frame)).await
     }
@@ -205,14 +322,106 @@ impl Socket {
             .await
     }
 
-    async fn push(&mut self, p: Arc<Push>) -> Result<(), axum::Error> {
-        if self.floor.covers(p.position) {
+    /// Sends an event the socket has not had, with a `seq` that covers
+    /// both where the socket stood and where the event's dispatcher did.
+    async fn push(&mut self, p: &Push) -> Result<(), axum::Error> {
+        if self.sent.covers(p.position) {
             return Ok(());
         }
         if let Some(m) = &p.message {
             self.recent.remember(m.clone());
         }
-        self.send_frame(p.frame.clone()).await
+        let text = if p.seq.covers_all(&self.sent) {
+            self.sent = p.seq.clone();
+            p.frame.text()
+        } else {
+            let mut at = (*self.sent).clone();
+            at.join(&p.seq);
+            self.sent = Arc::new(at);
+            p.frame.with_seq(&self.token())
+        };
+        self.send_frame(text).await
+    }
+
+    /// Everything of the user after `since` (where `sent` stands) up to
+    /// what was dispatched when the socket registered: from the store
+    /// where the history's floor is above `since`, then from the history.
+    async fn backlog(&mut self, snapshot: &Snapshot) -> Result<(), Stop> {
+        let from_store: Vec<(u32, Option<i64>, i64)> = snapshot
+            .floor
+            .partitions()
+            .filter(|f| !self.sent.covers(*f))
+            .map(|f| (f.partition, self.sent.get(f.partition), f.offset))
+            .collect();
+        if !from_store.is_empty() {
+            let mut upto = Watermark::default();
+            for (partition, _, offset) in &from_store {
+                upto.advance(LogPosition {
+                    partition: *partition,
+                    offset: *offset,
+                });
+            }
+            if !wait_for_projection(&self.state, &upto).await {
+                return Err(Stop::Close((
+                    CLOSE_TRY_AGAIN,
+                    "history is catching up: reconnect shortly",
+                )));
+            }
+            for (partition, after, upto) in from_store {
+                self.stored_partition(partition, after, upto).await?;
+            }
+        }
+        for p in &snapshot.held {
+            self.push(p).await?;
+        }
+        Ok(())
+    }
+
+    /// The user's events of one partition in `(after, upto]`, from the
+    /// store, page by page; then the socket stands at `upto` there.
+    async fn stored_partition(
+        &mut self,
+        partition: u32,
+        mut after: Option<i64>,
+        upto: i64,
+    ) -> Result<(), Stop> {
+        loop {
+            metrics::counter!("parley_ws_sync_store_reads_total").increment(1);
+            let page = match self
+                .state
+                .feed
+                .user_events(self.session.user_id, partition, after, upto, BACKLOG_PAGE)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "backlog read failed");
+                    return Err(Stop::Close((
+                        CLOSE_TRY_AGAIN,
+                        "temporarily unavailable: reconnect shortly",
+                    )));
+                }
+            };
+            let full = page.len() == BACKLOG_PAGE;
+            for e in &page {
+                after = Some(e.position.offset);
+                let mut at = (*self.sent).clone();
+                at.advance(e.position);
+                if let Some(p) = Push::build(e, Arc::new(at), self.state.hub.log()) {
+                    self.push(&p).await?;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        let mut at = (*self.sent).clone();
+        at.advance(LogPosition {
+            partition,
+            offset: upto,
+        });
+        self.sent = Arc::new(at);
+        Ok(())
     }
 
     async fn handle(&mut self, text: &str) -> Result<(), axum::Error> {
@@ -226,10 +435,6 @@ impl Socket {
             ClientFrame::Ack { message_id } => match MessageId::parse("message_id", &message_id) {
                 Ok(id) => self.ack(id).await,
                 Err(_) => self.error("message_id must be a message id").await,
-            },
-            ClientFrame::Resume { after } => match MessageId::parse("after", &after) {
-                Ok(id) => self.resume(id).await,
-                Err(_) => self.error("after must be a message id").await,
             },
         }
     }
@@ -264,58 +469,11 @@ impl Socket {
             }
         }
     }
-
-    /// Sends every message for this user newer than `after` that will not
-    /// arrive live, oldest first. The seam: this instance has handed every
-    /// position up to `upto` to its sockets, so once the projector covers
-    /// `upto` the store holds everything this socket missed; later
-    /// positions arrive live. Live pushes at or below `upto` still queued
-    /// are then skipped, and messages already pushed live are not repeated.
-    async fn resume(&mut self, mut after: MessageId) -> Result<(), axum::Error> {
-        metrics::counter!("parley_ws_resumes_total").increment(1);
-        let upto = self.state.hub.dispatched();
-        if !wait_for_projection(&self.state, &upto).await {
-            return self
-                .error("history is catching up; resume again shortly")
-                .await;
-        }
-        loop {
-            let page = match self
-                .state
-                .timelines
-                .for_user_after(self.session.user_id, after, &upto, RESUME_PAGE)
-                .await
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "resume read failed");
-                    return self.error("temporarily unavailable; resume again").await;
-                }
-            };
-            let full = page.len() == RESUME_PAGE;
-            for m in page {
-                after = m.id;
-                if self.recent.by_id.contains_key(&m.id) {
-                    continue;
-                }
-                let frame = ServerFrame::Message { message: &m }.encode();
-                self.recent.remember(Arc::new(m));
-                self.send_frame(frame).await?;
-            }
-            if !full {
-                break;
-            }
-        }
-        for p in upto.partitions() {
-            self.floor.advance(p);
-        }
-        Ok(())
-    }
 }
 
 /// Waits until the projector's committed position covers `upto`.
 async fn wait_for_projection(state: &WsPush, upto: &Watermark) -> bool {
-    let deadline = Instant::now() + RESUME_WAIT;
+    let deadline = Instant::now() + SYNC_WAIT;
     loop {
         match state.log.committed(PROJECTOR_GROUP).await {
             Ok(w) if w.covers_all(upto) => return true,

@@ -14,14 +14,14 @@ const BATCH: usize = 1000;
 const POLL_WAIT: Duration = Duration::from_millis(500);
 
 pub async fn run(log: Arc<dyn EventLog>, hub: Arc<Hub>, shutdown: CancellationToken) {
-    // Each instance reads everything under a group of its own; sockets get
-    // events from before the hub's start from the store, via resume.
+    // Each instance reads everything under a group of its own; a backlog
+    // older than the hub's start comes from the store.
     let group = format!("ws-push-{}", uuid::Uuid::now_v7().simple());
     let mut backoff = Backoff::default();
     while !shutdown.is_cancelled() {
         // Start (and after an outage, continue) where dispatch stands, so
         // connected sockets see no gap.
-        let start = StartFrom::After(hub.dispatched());
+        let start = StartFrom::After((*hub.dispatched()).clone());
         let sub = tokio::select! {
             s = log.subscribe(&group, start) => s,
             _ = shutdown.cancelled() => return,
