@@ -88,6 +88,8 @@ impl Deployment {
             scylla_nodes: env_or("PARLEY_SCYLLA_NODES", "127.0.0.1:9042"),
             scylla_keyspace: self.keyspace.clone(),
             scylla_replication: 1,
+            kafka_security: Default::default(),
+            cql_security: Default::default(),
         }
     }
 
