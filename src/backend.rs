@@ -51,9 +51,13 @@ impl Ports {
     }
 
     /// Connects to Kafka and the CQL store once; the caller retries.
-    pub async fn cluster(b: &BackendArgs) -> Result<Self, StoreError> {
-        let cql = Cql::connect(&cql_config(b)).await?;
-        let kafka = Kafka::connect(kafka_config(b)).await?;
+    pub async fn cluster(b: &BackendArgs) -> Result<Self, ConnectError> {
+        let cql = Cql::connect(&cql_config(b))
+            .await
+            .map_err(ConnectError::on("cql"))?;
+        let kafka = Kafka::connect(kafka_config(b))
+            .await
+            .map_err(ConnectError::on("kafka"))?;
         let cql_arc = Arc::new(cql);
         let dedup: Arc<dyn DedupKeys> = cql_arc.clone();
         Ok(Self {
@@ -78,6 +82,29 @@ impl Ports {
     }
 }
 
+/// Which dependency a role could not connect to, and why: the retry loop
+/// logs it and `/readyz` shows it.
+#[derive(Debug)]
+pub struct ConnectError {
+    /// `kafka`, `cql`, or `backend` for what the roles ask once connected.
+    pub dependency: &'static str,
+    pub error: StoreError,
+}
+
+impl ConnectError {
+    pub fn on(dependency: &'static str) -> impl Fn(StoreError) -> Self {
+        move |error| Self { dependency, error }
+    }
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.dependency, self.error)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
 pub fn kafka_config(b: &BackendArgs) -> KafkaConfig {
     KafkaConfig {
         brokers: b.kafka_brokers.clone(),
@@ -86,6 +113,7 @@ pub fn kafka_config(b: &BackendArgs) -> KafkaConfig {
         replication: b.kafka_replication.max(1),
         group_prefix: format!("parley.{}", b.scylla_keyspace),
         produce_timeout: Duration::from_secs(5),
+        properties: b.kafka_security.properties(),
     }
 }
 
@@ -94,6 +122,7 @@ pub fn cql_config(b: &BackendArgs) -> CqlConfig {
         nodes: b.scylla_nodes.clone(),
         keyspace: b.scylla_keyspace.clone(),
         replication_factor: b.scylla_replication,
+        security: b.cql_security.security(),
     }
 }
 

@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::security::{CqlSecurityArgs, KafkaSecurityArgs};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "parley",
@@ -106,6 +108,10 @@ pub struct BackendArgs {
     /// Replication factor of the keyspace when `migrate` creates it.
     #[arg(long, env = "PARLEY_SCYLLA_REPLICATION", default_value_t = 1)]
     pub scylla_replication: u32,
+    #[command(flatten)]
+    pub kafka_security: KafkaSecurityArgs,
+    #[command(flatten)]
+    pub cql_security: CqlSecurityArgs,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -4,6 +4,8 @@
 pub mod backend;
 mod bench_projection;
 pub mod cli;
+mod connecting;
+pub mod security;
 pub mod telemetry;
 
 use std::{
@@ -261,18 +263,19 @@ pub async fn serve_roles(
         Backend::Cluster => None,
     };
     let app = Arc::new(OnceLock::new());
+    let last_attempt = connecting::LastAttempt::default();
     let bring_up = tokio::spawn(bring_up(
         roles.to_vec(),
         backend.clone(),
         embedded,
         (auth, push),
-        app.clone(),
+        (app.clone(), last_attempt.clone()),
         shutdown.clone(),
         grace,
     ));
     tracing::info!(?roles, addr = %listener.local_addr()?, "parley listening");
     let token = shutdown.clone();
-    let front = ops::deferred(app, server::finish(ops::starting()));
+    let front = ops::deferred(app, server::finish(connecting::starting(last_attempt)));
     server::serve(listener, front, async move { token.cancelled().await })
         .await
         .context("server failed")?;
@@ -292,7 +295,7 @@ async fn bring_up(
     args: BackendArgs,
     embedded: Option<Embedded>,
     (auth, push): (AuthConfig, PushConfig),
-    app: Arc<OnceLock<Router>>,
+    (app, last_attempt): (Arc<OnceLock<Router>>, connecting::LastAttempt),
     shutdown: CancellationToken,
     grace: Duration,
 ) {
@@ -304,9 +307,10 @@ async fn bring_up(
                 Some(e) => Ports::embedded(e),
                 None => Ports::cluster(&args).await?,
             };
-            let router =
-                build_roles(&roles, &ports, &auth, push, &shutdown, &mut background).await?;
-            Ok::<_, parley_domain::StoreError>((ports, router))
+            let router = build_roles(&roles, &ports, &auth, push, &shutdown, &mut background)
+                .await
+                .map_err(backend::ConnectError::on("backend"))?;
+            Ok::<_, backend::ConnectError>((ports, router))
         };
         let outcome = tokio::select! {
             r = attempt => r,
@@ -321,7 +325,14 @@ async fn bring_up(
             Err(e) => {
                 background.abort_all();
                 let nap = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?nap, "backend not reachable yet");
+                last_attempt.failed(&e);
+                tracing::warn!(
+                    dependency = e.dependency,
+                    error = %e.error,
+                    retry_in = ?nap,
+                    "cannot connect to {}; retrying",
+                    e.dependency
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(nap) => {}
                     _ = shutdown.cancelled() => return,

@@ -9,24 +9,44 @@ KAFKA_PORT="${PARLEY_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${PARLEY_KAFKA_CONTROLLER_PORT:-9093}"
 CASSANDRA_PORT="${PARLEY_CASSANDRA_PORT:-9042}"
 CASSANDRA_STORAGE_PORT="${PARLEY_CASSANDRA_STORAGE_PORT:-7000}"
+# The secured pair (`--secure`): their own ports and data, beside the plain ones.
+KAFKA_SECURE_PORT="${PARLEY_KAFKA_SECURE_PORT:-9192}"
+KAFKA_SECURE_CONTROLLER_PORT="${PARLEY_KAFKA_SECURE_CONTROLLER_PORT:-9193}"
+CASSANDRA_SECURE_PORT="${PARLEY_CASSANDRA_SECURE_PORT:-9142}"
+CASSANDRA_SECURE_STORAGE_PORT="${PARLEY_CASSANDRA_SECURE_STORAGE_PORT:-7100}"
+# Certificates and passwords of the secured pair, and the PARLEY_* settings
+# that reach it (tests read them from there).
+CERTS="$STATE/secure-certs"
+SECURE_ENV="$STATE/secure.env"
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
+# `all` (or nothing) is the plain pair every test uses; `--secure` the
+# secured pair.
 services_from_args() {
-    if [ $# -eq 0 ] || [ "$1" = all ]; then
+    if [ $# -eq 0 ]; then
         echo "kafka cassandra"
         return
     fi
     for s in "$@"; do
         case "$s" in
-            kafka | cassandra) echo "$s" ;;
-            *) die "unknown service '$s' (expected kafka, cassandra or all)" ;;
+            all) echo "kafka cassandra" ;;
+            --secure) echo "kafka-secure cassandra-secure" ;;
+            kafka | cassandra | kafka-secure | cassandra-secure) echo "$s" ;;
+            *) die "unknown service '$s' (expected kafka, cassandra, all, --secure, kafka-secure or cassandra-secure)" ;;
         esac
     done
 }
 
-port_of() { if [ "$1" = kafka ]; then echo "$KAFKA_PORT"; else echo "$CASSANDRA_PORT"; fi; }
+port_of() {
+    case "$1" in
+        kafka) echo "$KAFKA_PORT" ;;
+        cassandra) echo "$CASSANDRA_PORT" ;;
+        kafka-secure) echo "$KAFKA_SECURE_PORT" ;;
+        cassandra-secure) echo "$CASSANDRA_SECURE_PORT" ;;
+    esac
+}
 pid_file() { echo "$STATE/$1.pid"; }
 
 # The pid of a running service we started, or nothing.

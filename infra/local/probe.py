@@ -3,10 +3,18 @@
 
     probe.py kafka HOST PORT      a Metadata request; needs at least one broker
     probe.py cassandra HOST PORT  STARTUP, then SELECT release_version FROM system.local
+    probe.py kafka-secure HOST PORT      the same over TLS, after SASL PLAIN
+    probe.py cassandra-secure HOST PORT [CQL]
+                                  the same over TLS, after a password login;
+                                  runs CQL instead of the SELECT when given
 
-Speaks the wire protocols directly so `up` needs nothing but Python.
+The secured kinds take the CA file, user and password from PROBE_CA,
+PROBE_USER and PROBE_PASSWORD. Speaks the wire protocols directly so `up`
+needs nothing but Python.
 """
+import os
 import socket
+import ssl
 import struct
 import sys
 
@@ -21,17 +29,48 @@ def recv_exact(sock, n):
     return buf
 
 
-def kafka(host, port):
-    client = b"parley-probe"
-    # Metadata v4: header (api_key 3, version 4, correlation id, client id),
-    # then topics = null (all topics), allow_auto_topic_creation = false.
-    body = struct.pack(">hhih", 3, 4, 7, len(client)) + client + struct.pack(">ib", -1, 0)
-    with socket.create_connection((host, port), timeout=5) as s:
-        s.sendall(struct.pack(">i", len(body)) + body)
-        size = struct.unpack(">i", recv_exact(s, 4))[0]
-        resp = recv_exact(s, size)
-    correlation, _throttle, brokers = struct.unpack(">iii", resp[:12])
-    if correlation != 7 or brokers < 1:
+CLIENT = b"parley-probe"
+
+
+def connect(host, port, secure):
+    s = socket.create_connection((host, port), timeout=5)
+    if not secure:
+        return s
+    ctx = ssl.create_default_context(cafile=os.environ["PROBE_CA"])
+    return ctx.wrap_socket(s, server_hostname=host)
+
+
+def kafka_call(s, api_key, version, correlation, body):
+    """One request with a v1 header; the response body after its correlation id."""
+    req = struct.pack(">hhih", api_key, version, correlation, len(CLIENT)) + CLIENT + body
+    s.sendall(struct.pack(">i", len(req)) + req)
+    size = struct.unpack(">i", recv_exact(s, 4))[0]
+    resp = recv_exact(s, size)
+    if struct.unpack(">i", resp[:4])[0] != correlation:
+        raise RuntimeError("answer to another request")
+    return resp[4:]
+
+
+def kafka_sasl_plain(s):
+    mechanism = b"PLAIN"
+    # SaslHandshake v1, then SaslAuthenticate v0 with the PLAIN token.
+    resp = kafka_call(s, 17, 1, 1, struct.pack(">h", len(mechanism)) + mechanism)
+    if struct.unpack(">h", resp[:2])[0] != 0:
+        raise RuntimeError("the broker does not offer SASL PLAIN")
+    token = b"\0" + os.environ["PROBE_USER"].encode() + b"\0" + os.environ["PROBE_PASSWORD"].encode()
+    resp = kafka_call(s, 36, 0, 2, struct.pack(">i", len(token)) + token)
+    if struct.unpack(">h", resp[:2])[0] != 0:
+        raise RuntimeError("SASL authentication failed")
+
+
+def kafka(host, port, secure=False):
+    with connect(host, port, secure) as s:
+        if secure:
+            kafka_sasl_plain(s)
+        # Metadata v4: topics = null (all topics), allow_auto_topic_creation = false.
+        resp = kafka_call(s, 3, 4, 7, struct.pack(">ib", -1, 0))
+    _throttle, brokers = struct.unpack(">ii", resp[:8])
+    if brokers < 1:
         raise RuntimeError(f"metadata answer without brokers ({brokers})")
     return f"{brokers} broker(s)"
 
@@ -50,20 +89,29 @@ def cql_string(text):
     return struct.pack(">h", len(raw)) + raw
 
 
-def cassandra(host, port):
+def cassandra(host, port, secure=False, statement=None):
     startup = struct.pack(">h", 1) + cql_string("CQL_VERSION") + cql_string("3.0.0")
-    query = "SELECT release_version FROM system.local".encode()
+    query = (statement or "SELECT release_version FROM system.local").encode()
     # QUERY: long string, consistency ONE, no flags.
     q = struct.pack(">i", len(query)) + query + struct.pack(">hB", 0x0001, 0)
-    with socket.create_connection((host, port), timeout=5) as s:
+    with connect(host, port, secure) as s:
         s.sendall(cql_frame(0x01, startup))
         opcode, body = cql_read(s)
-        if opcode != 0x02:
+        if opcode == 0x03 and secure:
+            # AUTHENTICATE: answer with a PLAIN token.
+            token = b"\0" + os.environ["PROBE_USER"].encode() + b"\0" + os.environ["PROBE_PASSWORD"].encode()
+            s.sendall(cql_frame(0x0F, struct.pack(">i", len(token)) + token, stream=3))
+            opcode, body = cql_read(s)
+            if opcode != 0x10:
+                raise RuntimeError(f"login answered opcode {opcode}: {body[6:].decode(errors='replace')}")
+        elif opcode != 0x02:
             raise RuntimeError(f"STARTUP answered opcode {opcode}: {body[6:].decode(errors='replace')}")
         s.sendall(cql_frame(0x07, q, stream=2))
         opcode, body = cql_read(s)
     if opcode != 0x08:
         raise RuntimeError(f"query answered opcode {opcode}: {body[6:].decode(errors='replace')}")
+    if statement:
+        return "done"
     return f"release {first_text_cell(body)}"
 
 
@@ -100,12 +148,22 @@ def first_text_cell(body):
     return body[pos:pos + n].decode(errors="replace")
 
 
+PROBES = {
+    "kafka": lambda host, port: kafka(host, port),
+    "cassandra": lambda host, port: cassandra(host, port),
+    "kafka-secure": lambda host, port: kafka(host, port, secure=True),
+    "cassandra-secure": lambda host, port, statement=None: cassandra(host, port, True, statement),
+}
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] not in ("kafka", "cassandra"):
+    kind = sys.argv[1] if len(sys.argv) > 1 else None
+    extra = 1 if kind == "cassandra-secure" else 0
+    if kind not in PROBES or not 4 <= len(sys.argv) <= 4 + extra:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     try:
-        answer = {"kafka": kafka, "cassandra": cassandra}[sys.argv[1]](sys.argv[2], int(sys.argv[3]))
+        answer = PROBES[kind](sys.argv[2], int(sys.argv[3]), *sys.argv[4:])
     except Exception as e:  # noqa: BLE001 - any failure means "not ready"
         print(f"{sys.argv[1]} on {sys.argv[2]}:{sys.argv[3]} not answering: {e}", file=sys.stderr)
         return 1

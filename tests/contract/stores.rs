@@ -37,6 +37,7 @@ impl Store {
             nodes: std::env::var("PARLEY_SCYLLA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
             keyspace: format!("contract_{}", &suffix[suffix.len() - 12..]),
             replication_factor: 1,
+            security: Default::default(),
         };
         Cql::migrate(&config)
             .await

@@ -82,6 +82,17 @@ impl Deployment {
     }
 
     pub fn args(&self) -> BackendArgs {
+        // TLS and credentials as the environment gives them, so the suite
+        // runs unchanged on a secured cluster (scripts/test does).
+        use clap::Parser as _;
+        let env = match parley::cli::Cli::try_parse_from(["parley", "migrate"]) {
+            Ok(parley::cli::Cli {
+                command: parley::cli::Command::Migrate(b),
+                ..
+            }) => b,
+            Ok(other) => panic!("parsed {other:?}"),
+            Err(e) => panic!("PARLEY_* settings of the environment: {e}"),
+        };
         BackendArgs {
             backend: self.backend,
             data_dir: self.dir.path().to_owned(),
@@ -92,6 +103,8 @@ impl Deployment {
             scylla_nodes: env_or("PARLEY_SCYLLA_NODES", "127.0.0.1:9042"),
             scylla_keyspace: self.keyspace.clone(),
             scylla_replication: 1,
+            kafka_security: env.kafka_security,
+            cql_security: env.cql_security,
         }
     }
 

@@ -13,15 +13,17 @@ use parley_domain::{
     Event, LogId, LogPosition, RecordedEvent, StoreError, Watermark,
 };
 use rdkafka::{
-    admin::{AdminClient, AdminOptions},
-    client::DefaultClientContext,
-    consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer},
+    admin::AdminOptions,
+    consumer::{CommitMode, Consumer},
     error::RDKafkaErrorCode,
     message::Message as _,
     Offset, TopicPartitionList,
 };
 
-use crate::{client_config, kafka_error, Kafka, REQUEST_TIMEOUT};
+use crate::{
+    client::{client_config, create, Admin, Reader, Stream},
+    kafka_error, Kafka, REQUEST_TIMEOUT,
+};
 
 /// How long a committed position read for ws-push stays fresh: a burst of
 /// resuming sockets shares one offset request instead of sending one each.
@@ -32,7 +34,7 @@ pub struct KafkaLog {
     kafka: Kafka,
     /// One offset reader per group (a consumer that never joins the group
     /// and only asks for its committed offsets).
-    readers: Arc<Mutex<HashMap<String, Arc<BaseConsumer>>>>,
+    readers: Arc<Mutex<HashMap<String, Arc<Reader>>>>,
     /// Last committed position read per group, for [`COMMITTED_FRESH`].
     committed: Arc<tokio::sync::Mutex<HashMap<String, (Instant, Watermark)>>>,
 }
@@ -58,7 +60,7 @@ impl KafkaLog {
         tpl
     }
 
-    fn offset_reader(&self, group: &str) -> Result<Arc<BaseConsumer>, StoreError> {
+    fn offset_reader(&self, group: &str) -> Result<Arc<Reader>, StoreError> {
         let mut readers = self
             .readers
             .lock()
@@ -66,11 +68,11 @@ impl KafkaLog {
         if let Some(r) = readers.get(group) {
             return Ok(r.clone());
         }
-        let reader: BaseConsumer = client_config(&self.kafka.config.brokers)
+        let mut config = client_config(&self.kafka.config);
+        config
             .set("group.id", self.group_id(group))
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(kafka_error)?;
+            .set("enable.auto.commit", "false");
+        let reader: Reader = create(config, &self.kafka.config, &self.kafka.last_error)?;
         let reader = Arc::new(reader);
         readers.insert(group.to_owned(), reader.clone());
         Ok(reader)
@@ -108,7 +110,7 @@ impl EventLog for KafkaLog {
         group: &str,
         start: StartFrom,
     ) -> Result<Box<dyn LogConsumer>, StoreError> {
-        let mut config = client_config(&self.kafka.config.brokers);
+        let mut config = client_config(&self.kafka.config);
         config
             .set("group.id", self.group_id(group))
             .set("enable.auto.commit", "false")
@@ -118,7 +120,7 @@ impl EventLog for KafkaLog {
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "100")
             .set("partition.assignment.strategy", "cooperative-sticky");
-        let consumer: StreamConsumer = config.create().map_err(kafka_error)?;
+        let consumer: Stream = create(config, &self.kafka.config, &self.kafka.last_error)?;
         let topic = self.kafka.config.topic.clone();
         match start {
             StartFrom::Committed => consumer.subscribe(&[&topic]).map_err(kafka_error)?,
@@ -142,10 +144,14 @@ impl EventLog for KafkaLog {
     }
 
     async fn reset_group(&self, group: &str) -> Result<(), StoreError> {
-        let admin: AdminClient<DefaultClientContext> = client_config(&self.kafka.config.brokers)
-            .create()
-            .map_err(kafka_error)?;
-        let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+        let admin: Admin = create(
+            client_config(&self.kafka.config),
+            &self.kafka.config,
+            &self.kafka.last_error,
+        )?;
+        let options = AdminOptions::new()
+            .operation_timeout(Some(REQUEST_TIMEOUT))
+            .request_timeout(Some(REQUEST_TIMEOUT * 2));
         let id = self.group_id(group);
         let results = admin
             .delete_groups(&[&id], &options)
@@ -215,7 +221,7 @@ impl EventLog for KafkaLog {
 }
 
 pub struct KafkaConsumer {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<Stream>,
     topic: String,
 }
 

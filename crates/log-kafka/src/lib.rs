@@ -8,6 +8,7 @@
 //!   they cover; `StartFrom::After` assigns every partition directly at the
 //!   given offsets, which is how each ws-push instance reads everything.
 
+mod client;
 mod consumer;
 mod producer;
 
@@ -16,13 +17,13 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use parley_domain::{ports::HealthCheck, LogId, StoreError};
 use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-    config::ClientConfig,
+    admin::{AdminOptions, NewTopic, TopicReplication},
     error::{KafkaError, RDKafkaErrorCode},
-    producer::{FutureProducer, Producer},
+    producer::Producer as _,
 };
 
+use client::{client_config, create, Admin, LastError, Producer};
+pub use client::{is_secret_property, ClientProperties};
 pub use consumer::{KafkaConsumer, KafkaLog};
 pub use producer::KafkaAppender;
 
@@ -44,6 +45,9 @@ pub struct KafkaConfig {
     /// Longest a produce may wait for the cluster before the send fails
     /// with 503 (librdkafka's `message.timeout.ms`).
     pub produce_timeout: Duration,
+    /// Security settings and the operator's librdkafka properties, applied
+    /// to every client after Parley's own.
+    pub properties: ClientProperties,
 }
 
 /// A connection to the cluster: the topic exists, its partition count is
@@ -51,17 +55,21 @@ pub struct KafkaConfig {
 #[derive(Clone)]
 pub struct Kafka {
     pub(crate) config: Arc<KafkaConfig>,
-    pub(crate) producer: FutureProducer,
+    pub(crate) producer: Producer,
     pub(crate) partitions: i32,
     /// The topic on this cluster, as sync tokens name it.
     pub(crate) id: LogId,
+    /// Why the cluster last refused one of this connection's clients.
+    pub(crate) last_error: LastError,
 }
 
 impl Kafka {
     /// Connects, creating the topic if it is missing. Fails (so the caller
     /// retries with backoff) while the cluster does not answer.
     pub async fn connect(config: KafkaConfig) -> Result<Self, StoreError> {
-        let producer: FutureProducer = client_config(&config.brokers)
+        let last_error = LastError::default();
+        let mut producer = client_config(&config);
+        producer
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
@@ -69,18 +77,27 @@ impl Kafka {
                 "message.timeout.ms",
                 config.produce_timeout.as_millis().to_string(),
             )
-            .set("request.timeout.ms", "5000")
-            .create()
-            .map_err(kafka_error)?;
-        ensure_topic(&config).await?;
-        let partitions = visible_partition_count(&producer, &config.topic).await?;
-        let id = log_id(&producer, &config.topic).await?;
-        tracing::info!(topic = %config.topic, partitions, "connected to Kafka");
+            .set("request.timeout.ms", "5000");
+        let connected = async {
+            let producer: Producer = create(producer, &config, &last_error)?;
+            ensure_topic(&config, &last_error).await?;
+            let partitions = visible_partition_count(&producer, &config.topic).await?;
+            let id = log_id(&producer, &config.topic).await?;
+            Ok::<_, StoreError>((producer, partitions, id))
+        };
+        let (producer, partitions, id) = connected.await.map_err(|e| last_error.explain(e))?;
+        tracing::info!(
+            topic = %config.topic,
+            partitions,
+            security = client::protocol(&config),
+            "connected to Kafka"
+        );
         Ok(Self {
             config: Arc::new(config),
             producer,
             partitions,
             id,
+            last_error,
         })
     }
 
@@ -115,23 +132,12 @@ impl HealthCheck for Kafka {
         partition_count(&self.producer, &self.config.topic)
             .await
             .map(drop)
+            .map_err(|e| self.last_error.explain(e))
     }
 }
 
-pub(crate) fn client_config(brokers: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("socket.nagle.disable", "true")
-        .set("reconnect.backoff.ms", "100")
-        .set("reconnect.backoff.max.ms", "5000")
-        .set("log_level", "4");
-    c
-}
-
-async fn ensure_topic(config: &KafkaConfig) -> Result<(), StoreError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(&config.brokers)
-        .create()
-        .map_err(kafka_error)?;
+async fn ensure_topic(config: &KafkaConfig, last_error: &LastError) -> Result<(), StoreError> {
+    let admin: Admin = create(client_config(config), config, last_error)?;
     let topic = NewTopic::new(
         &config.topic,
         config.partitions,
@@ -141,7 +147,11 @@ async fn ensure_topic(config: &KafkaConfig) -> Result<(), StoreError> {
         "min.insync.replicas",
         if config.replication > 1 { "2" } else { "1" },
     );
-    let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    // The request timeout too: without it a cluster that refuses our
+    // credentials keeps the request waiting for a broker for a minute.
+    let options = AdminOptions::new()
+        .operation_timeout(Some(REQUEST_TIMEOUT))
+        .request_timeout(Some(REQUEST_TIMEOUT * 2));
     let results = admin
         .create_topics([&topic], &options)
         .await
@@ -166,10 +176,7 @@ async fn ensure_topic(config: &KafkaConfig) -> Result<(), StoreError> {
 /// controller answers the creation before every broker's metadata has the
 /// topic, so on a Kafka that has just started the first metadata request
 /// can say it is unknown; it is asked again for up to `REQUEST_TIMEOUT`.
-async fn visible_partition_count(
-    producer: &FutureProducer,
-    topic: &str,
-) -> Result<i32, StoreError> {
+async fn visible_partition_count(producer: &Producer, topic: &str) -> Result<i32, StoreError> {
     let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
     loop {
         match partition_count(producer, topic).await {
@@ -186,7 +193,7 @@ async fn visible_partition_count(
 /// topic of the same name on another cluster is refused. A topic deleted
 /// and made again keeps its name; its offsets start over, and ws-push
 /// refuses a token past their end.
-async fn log_id(producer: &FutureProducer, topic: &str) -> Result<LogId, StoreError> {
+async fn log_id(producer: &Producer, topic: &str) -> Result<LogId, StoreError> {
     let producer = producer.clone();
     let cluster =
         tokio::task::spawn_blocking(move || producer.client().fetch_cluster_id(REQUEST_TIMEOUT))
@@ -197,10 +204,7 @@ async fn log_id(producer: &FutureProducer, topic: &str) -> Result<LogId, StoreEr
 }
 
 /// The topic's partition count, from a metadata request.
-pub(crate) async fn partition_count(
-    producer: &FutureProducer,
-    topic: &str,
-) -> Result<i32, StoreError> {
+pub(crate) async fn partition_count(producer: &Producer, topic: &str) -> Result<i32, StoreError> {
     let producer = producer.clone();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {

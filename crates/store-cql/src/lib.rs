@@ -9,6 +9,7 @@ mod dedup;
 mod read_models;
 mod revocations;
 mod schema;
+mod secure;
 mod statements;
 mod users;
 
@@ -25,6 +26,7 @@ use scylla::{
 
 use schema::Ddl;
 pub use schema::{bucket_of, sync_bucket_of, BUCKET_MS, SYNC_BUCKET_OFFSETS};
+pub use secure::{CqlCredentials, CqlSecurity, CqlTls};
 use statements::{Prepared, Statements};
 
 #[derive(Clone, Debug)]
@@ -34,6 +36,8 @@ pub struct CqlConfig {
     pub keyspace: String,
     /// Replication factor of the keyspace when `migrate` creates it.
     pub replication_factor: u32,
+    /// TLS and credentials, for secured and managed clusters.
+    pub security: CqlSecurity,
 }
 
 /// A connected session with every statement prepared. Cheap to clone.
@@ -80,9 +84,10 @@ async fn open(config: &CqlConfig) -> Result<Session, StoreError> {
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .collect();
-    SessionBuilder::new()
+    let builder = SessionBuilder::new()
         .known_nodes(nodes)
-        .connection_timeout(Duration::from_secs(3))
+        .connection_timeout(Duration::from_secs(3));
+    secure::secure(builder, &config.security)?
         .build()
         .await
         .map_err(StoreError::unavailable)

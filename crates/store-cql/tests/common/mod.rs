@@ -41,6 +41,7 @@ pub fn config(what: &str) -> CqlConfig {
         nodes: std::env::var("PARLEY_SCYLLA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
         keyspace: format!("{what}_{}", uuid_suffix()),
         replication_factor: 1,
+        security: Default::default(),
     }
 }
 
