@@ -18,7 +18,9 @@ use std::{
 use anyhow::{bail, Context};
 use axum::Router;
 use parley_command_api::CommandApi;
-use parley_domain::{auth::TokenService, config::CookiePolicy, config::JwtSecret, retry::Backoff};
+use parley_domain::{
+    auth::TokenService, config::CookiePolicy, config::JwtSecret, ports::HealthCheck, retry::Backoff,
+};
 use parley_http_kit::{ops, ops::Readiness, server, AuthState};
 use parley_projector::Projector;
 use parley_query_api::QueryApi;
@@ -368,13 +370,14 @@ async fn build_roles(
             max_age_secs: auth.ttl.as_secs(),
         },
     });
-    let mut app = ops::router(Readiness {
-        checks: ports.checks.clone(),
-    });
+    let mut checks = ports.checks.clone();
+    let mut app = Router::new();
     for role in roles {
-        app = app.merge(role_router(*role, ports, &auth, push, shutdown, background).await?);
+        let (router, check) = role_router(*role, ports, &auth, push, shutdown, background).await?;
+        app = app.merge(router);
+        checks.extend(check);
     }
-    Ok(app)
+    Ok(ops::router(Readiness { checks }).merge(app))
 }
 
 async fn role_router(
@@ -384,19 +387,25 @@ async fn role_router(
     push: PushConfig,
     shutdown: &CancellationToken,
     background: &mut JoinSet<()>,
-) -> Result<Router, parley_domain::StoreError> {
+) -> Result<(Router, Option<Arc<dyn HealthCheck>>), parley_domain::StoreError> {
     Ok(match role {
-        Role::CommandApi => parley_command_api::router(CommandApi {
-            users: ports.users.clone(),
-            appender: ports.appender.clone(),
-            auth: auth.clone(),
-        }),
-        Role::QueryApi => parley_query_api::router(QueryApi {
-            users: ports.users.clone(),
-            timelines: ports.timelines.clone(),
-            inboxes: ports.inboxes.clone(),
-            auth: auth.clone(),
-        }),
+        Role::CommandApi => (
+            parley_command_api::router(CommandApi {
+                users: ports.users.clone(),
+                appender: ports.appender.clone(),
+                auth: auth.clone(),
+            }),
+            None,
+        ),
+        Role::QueryApi => (
+            parley_query_api::router(QueryApi {
+                users: ports.users.clone(),
+                timelines: ports.timelines.clone(),
+                inboxes: ports.inboxes.clone(),
+                auth: auth.clone(),
+            }),
+            None,
+        ),
         Role::Projector => {
             let projector = Projector {
                 log: ports.log.clone(),
@@ -404,18 +413,19 @@ async fn role_router(
             };
             let token = shutdown.clone();
             background.spawn(async move { projector.run(token).await });
-            Router::new()
+            (Router::new(), None)
         }
         Role::WsPush => {
             let end = ports.log.latest().await?;
             let start = warm_start(&end, push.sync_memory_bytes);
+            let hub = Arc::new(Hub::new(
+                ports.log.identity(),
+                start,
+                end,
+                push.sync_memory_bytes,
+            ));
             let ws = WsPush {
-                hub: Arc::new(Hub::new(
-                    ports.log.identity(),
-                    start,
-                    end,
-                    push.sync_memory_bytes,
-                )),
+                hub: hub.clone(),
                 auth: auth.clone(),
                 log: ports.log.clone(),
                 timelines: ports.timelines.clone(),
@@ -426,7 +436,10 @@ async fn role_router(
             };
             let tail = ws.clone();
             background.spawn(async move { tail.run_background().await });
-            parley_ws_push::router(ws)
+            (
+                parley_ws_push::router(ws),
+                Some(hub as Arc<dyn HealthCheck>),
+            )
         }
     })
 }

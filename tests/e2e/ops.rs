@@ -10,6 +10,8 @@ async fn health_readiness_metrics_and_openapi() {
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["status"], "ready");
+    // ws-push is ready once it has read the recent log into its memory.
+    assert_eq!(ready.json()["checks"]["ws-push"], "ok", "{}", ready.text);
     let (a, b) = (app.register("alice").await, app.register("bob").await);
     app.send(&a, &b, "counted").await;
     app.history_of_len(&a, &b, 1).await;

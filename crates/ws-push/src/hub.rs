@@ -157,6 +157,11 @@ impl Hub {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Whether the warm-up is dispatched: until then sockets wait.
+    pub fn is_warm(&self) -> bool {
+        self.lock().dispatched.covers_all(&self.warm_at)
+    }
+
     /// Waits until the warm-up is dispatched; false if `wait` ran out.
     pub async fn warm(&self, wait: std::time::Duration) -> bool {
         self.reached(&self.warm_at, wait).await
@@ -191,6 +196,25 @@ impl Hub {
         let now = reg.dispatched.clone();
         drop(reg);
         self.progress.send_replace(now);
+    }
+}
+
+/// `/readyz` says "not ready" while a new instance reads the recent log
+/// into its history, so a load balancer sends it no sockets to hold.
+#[async_trait::async_trait]
+impl parley_domain::ports::HealthCheck for Hub {
+    fn name(&self) -> &'static str {
+        "ws-push"
+    }
+
+    async fn check(&self) -> Result<(), parley_domain::StoreError> {
+        if self.is_warm() {
+            Ok(())
+        } else {
+            Err(parley_domain::StoreError::Unavailable(
+                "loading recent events from the log".into(),
+            ))
+        }
     }
 }
 
@@ -286,6 +310,23 @@ mod tests {
             "then the stream ends"
         );
         assert_eq!(hub.lock().sockets.get(&bob).map(Vec::len), Some(1));
+    }
+
+    /// Until dispatch reaches the log's end as it was at the start, the
+    /// hub says it is not ready, and sockets wait for it.
+    #[tokio::test]
+    async fn a_hub_is_ready_once_it_has_read_up_to_the_end_it_started_at() {
+        use parley_domain::ports::HealthCheck;
+        let end = Watermark::from_slots(vec![Some(1)]);
+        let hub = Hub::new(LogId(1), Watermark::default(), end, usize::MAX);
+        let (a, b) = (UserId::new(), UserId::new());
+        assert!(hub.check().await.is_err());
+        hub.dispatch(&[sent(a, b, 0, 0)]);
+        assert!(hub.check().await.is_err());
+        assert!(!hub.warm(std::time::Duration::from_millis(10)).await);
+        hub.dispatch(&[sent(a, b, 0, 1)]);
+        assert!(hub.check().await.is_ok());
+        assert!(hub.warm(std::time::Duration::ZERO).await);
     }
 
     /// Each event's seq is the watermark just after it, across partitions,

@@ -259,6 +259,8 @@ impl Socket {
             at.join(&snapshot.dispatched);
             self.sent = Arc::new(at);
         }
+        // Not held for the socket's life: an idle socket should cost little.
+        drop(snapshot);
         let synced = ServerFrame::Synced { seq: &self.token() }.encode();
         if self.send_frame(synced).await.is_err() {
             return None;
