@@ -127,4 +127,28 @@ pub struct ServeArgs {
     /// Longest a graceful shutdown waits for in-flight work, in seconds.
     #[arg(long, env = "PARLEY_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// How the HTTP server treats slow and untrusted clients.
+#[derive(Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// Seconds a connection may take to send a request's headers, and may
+    /// sit idle between requests, before it is closed.
+    #[arg(long, env = "PARLEY_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    pub header_read_timeout: u64,
+    /// Seconds a request body may take to arrive before the request is
+    /// answered 408.
+    #[arg(long, env = "PARLEY_BODY_READ_TIMEOUT", default_value_t = 10)]
+    pub body_read_timeout: u64,
+    /// Take the client's address from the last X-Forwarded-For entry, for
+    /// rate limits. Only behind a proxy that sets that header.
+    #[arg(long, env = "PARLEY_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+    /// Browser origins besides the server's own (scheme://host[:port],
+    /// comma-separated) whose pages may use the session cookie; CORS is
+    /// answered for these and off without them.
+    #[arg(long, env = "PARLEY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }

@@ -17,7 +17,13 @@ use anyhow::{bail, Context};
 use axum::Router;
 use parley_command_api::CommandApi;
 use parley_domain::{auth::TokenService, config::CookiePolicy, config::JwtSecret, retry::Backoff};
-use parley_http_kit::{ops, ops::Readiness, server, AuthState};
+use parley_http_kit::{
+    ops,
+    ops::Readiness,
+    origin::Origins,
+    server::{self, HttpConfig},
+    AuthState,
+};
 use parley_projector::Projector;
 use parley_query_api::QueryApi;
 use parley_store_sqlite::Embedded;
@@ -45,10 +51,30 @@ pub struct AuthConfig {
     pub cookie_secure: bool,
 }
 
+/// Everything [`serve_roles`] needs besides the backend and the listener.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub auth: AuthConfig,
+    pub http: HttpConfig,
+    /// How long background work may take to finish on shutdown.
+    pub grace: Duration,
+}
+
+impl ServeConfig {
+    /// Settings for tests and tools: `auth`, and every default.
+    pub fn new(auth: AuthConfig) -> Self {
+        Self {
+            auth,
+            http: HttpConfig::default(),
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => {
-            let auth = auth_config(&args, true)?;
+            let config = serve_config(&args, true)?;
             if args.backend.backend == Backend::Cluster {
                 // `dev` needs no set-up: create the keyspace and topic.
                 println!("{}", backend::migrate(&args.backend).await?);
@@ -57,25 +83,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve_roles(
                 ALL_ROLES,
                 &args.backend,
-                auth,
+                config,
                 listener,
                 signal_shutdown(),
-                grace(&args),
             )
             .await
         }
         Command::Serve { role, args } => {
-            let auth = auth_config(&args, false)?;
+            let config = serve_config(&args, false)?;
             let listener = bind(args.listen).await?;
-            serve_roles(
-                &[role],
-                &args.backend,
-                auth,
-                listener,
-                signal_shutdown(),
-                grace(&args),
-            )
-            .await
+            serve_roles(&[role], &args.backend, config, listener, signal_shutdown()).await
         }
         Command::Replay(b) => {
             let ports = match b.backend {
@@ -116,8 +133,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn grace(args: &ServeArgs) -> Duration {
-    Duration::from_secs(args.shutdown_grace)
+fn serve_config(args: &ServeArgs, dev: bool) -> anyhow::Result<ServeConfig> {
+    let h = &args.http;
+    let allowed_origins = Origins::parse(&h.allowed_origins)
+        .map_err(|e| anyhow::anyhow!("--allowed-origins: {e}"))?;
+    Ok(ServeConfig {
+        auth: auth_config(args, dev)?,
+        http: HttpConfig {
+            header_read_timeout: Duration::from_secs(h.header_read_timeout.max(1)),
+            body_read_timeout: Duration::from_secs(h.body_read_timeout.max(1)),
+            trust_forwarded_for: h.trust_forwarded_for,
+            allowed_origins,
+        },
+        grace: Duration::from_secs(args.shutdown_grace),
+    })
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -220,11 +249,12 @@ pub fn signal_shutdown() -> CancellationToken {
 pub async fn serve_roles(
     roles: &[Role],
     backend: &BackendArgs,
-    auth: AuthConfig,
+    config: ServeConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
-    grace: Duration,
 ) -> anyhow::Result<()> {
+    let grace = config.grace;
+    let http = config.http.clone();
     // Install the recorder before anything records.
     parley_http_kit::observe::prometheus();
     // The embedded backend opens at once or fails loudly (a bad data dir
@@ -238,17 +268,18 @@ pub async fn serve_roles(
         roles.to_vec(),
         backend.clone(),
         embedded,
-        auth,
+        config,
         app.clone(),
         shutdown.clone(),
-        grace,
     ));
     tracing::info!(?roles, addr = %listener.local_addr()?, "parley listening");
     let token = shutdown.clone();
-    let front = ops::deferred(app, server::finish(ops::starting()));
-    server::serve(listener, front, async move { token.cancelled().await })
-        .await
-        .context("server failed")?;
+    let front = ops::deferred(app, server::finish(ops::starting(), &http));
+    server::serve(listener, front, http.header_read_timeout, async move {
+        token.cancelled().await
+    })
+    .await
+    .context("server failed")?;
     shutdown.cancel();
     // Background work has `grace`; flushing the producer gets as long again.
     if tokio::time::timeout(grace * 2, bring_up).await.is_err() {
@@ -264,11 +295,11 @@ async fn bring_up(
     roles: Vec<Role>,
     args: BackendArgs,
     embedded: Option<Embedded>,
-    auth: AuthConfig,
+    config: ServeConfig,
     app: Arc<OnceLock<Router>>,
     shutdown: CancellationToken,
-    grace: Duration,
 ) {
+    let grace = config.grace;
     let mut backoff = Backoff::default();
     let mut background = JoinSet::new();
     let ports = loop {
@@ -277,7 +308,7 @@ async fn bring_up(
                 Some(e) => Ports::embedded(e),
                 None => Ports::cluster(&args).await?,
             };
-            let router = build_roles(&roles, &ports, &auth, &shutdown, &mut background).await?;
+            let router = build_roles(&roles, &ports, &config, &shutdown, &mut background).await?;
             Ok::<_, parley_domain::StoreError>((ports, router))
         };
         let outcome = tokio::select! {
@@ -286,7 +317,7 @@ async fn bring_up(
         };
         match outcome {
             Ok((ports, router)) => {
-                let _ = app.set(server::finish(router));
+                let _ = app.set(server::finish(router, &config.http));
                 tracing::info!(?roles, "parley ready");
                 break ports;
             }
@@ -316,17 +347,19 @@ async fn bring_up(
 async fn build_roles(
     roles: &[Role],
     ports: &Ports,
-    auth: &AuthConfig,
+    config: &ServeConfig,
     shutdown: &CancellationToken,
     background: &mut JoinSet<()>,
 ) -> Result<Router, parley_domain::StoreError> {
+    let a = &config.auth;
     let auth = Arc::new(AuthState {
-        tokens: TokenService::new(&auth.secret, auth.ttl),
+        tokens: TokenService::new(&a.secret, a.ttl),
         revocations: ports.revocations.clone(),
         cookie: CookiePolicy {
-            secure: auth.cookie_secure,
-            max_age_secs: auth.ttl.as_secs(),
+            secure: a.cookie_secure,
+            max_age_secs: a.ttl.as_secs(),
         },
+        origins: config.http.allowed_origins.clone(),
     });
     let mut app = ops::router(Readiness {
         checks: ports.checks.clone(),

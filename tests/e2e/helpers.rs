@@ -122,16 +122,30 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_on(deployment: Deployment) -> TestApp {
+    spawn_app_with(deployment, |_| {}).await
+}
+
+/// The settings every in-process test server starts from.
+pub fn test_config() -> parley::ServeConfig {
+    parley::ServeConfig::new(parley::AuthConfig {
+        secret: parley_domain::config::JwtSecret::new(TEST_SECRET.as_bytes().to_vec()),
+        ttl: Duration::from_secs(3600),
+        cookie_secure: false,
+    })
+}
+
+/// A server whose settings `configure` changed from [`test_config`].
+pub async fn spawn_app_with(
+    deployment: Deployment,
+    configure: impl FnOnce(&mut parley::ServeConfig),
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let shutdown = CancellationToken::new();
-    let auth = parley::AuthConfig {
-        secret: parley_domain::config::JwtSecret::new(TEST_SECRET.as_bytes().to_vec()),
-        ttl: Duration::from_secs(3600),
-        cookie_secure: false,
-    };
+    let mut config = test_config();
+    configure(&mut config);
     let args = deployment.args();
     if args.backend == Backend::Cluster {
         parley::backend::migrate(&args)
@@ -140,16 +154,9 @@ pub async fn spawn_app_on(deployment: Deployment) -> TestApp {
     }
     let token = shutdown.clone();
     tokio::spawn(async move {
-        parley::serve_roles(
-            parley::ALL_ROLES,
-            &args,
-            auth,
-            listener,
-            token,
-            Duration::from_secs(5),
-        )
-        .await
-        .expect("server");
+        parley::serve_roles(parley::ALL_ROLES, &args, config, listener, token)
+            .await
+            .expect("server");
     });
     let app = TestApp {
         addr,
@@ -492,7 +499,37 @@ impl Process {
 
     /// `parley <command> --listen 127.0.0.1:0 <deployment flags> <extra>`.
     pub async fn spawn(command: &[&str], deployment: &Deployment, extra: &[&str]) -> Process {
-        let mut child = tokio::process::Command::new(binary())
+        Self::spawn_from(
+            tokio::process::Command::new(binary()),
+            command,
+            deployment,
+            extra,
+        )
+        .await
+    }
+
+    /// [`Process::spawn`] with the process allowed at most `files` open
+    /// files.
+    pub async fn spawn_with_file_limit(
+        command: &[&str],
+        deployment: &Deployment,
+        extra: &[&str],
+        files: u32,
+    ) -> Process {
+        let mut sh = tokio::process::Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(binary());
+        Self::spawn_from(sh, command, deployment, extra).await
+    }
+
+    async fn spawn_from(
+        mut cmd: tokio::process::Command,
+        command: &[&str],
+        deployment: &Deployment,
+        extra: &[&str],
+    ) -> Process {
+        let mut child = cmd
             .args(command)
             .args(["--listen", "127.0.0.1:0"])
             .args(deployment.flags())

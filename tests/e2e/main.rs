@@ -6,10 +6,12 @@
 
 mod auth;
 mod bench;
+mod browsers;
 mod helpers;
 mod history;
 mod messages;
 mod ops;
 mod process;
+mod slow;
 mod socket;
 mod topology;

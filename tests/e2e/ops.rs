@@ -154,3 +154,40 @@ async fn no_response_leaks_a_password_or_hash() {
         }
     }
 }
+
+/// Made-up methods and paths add no metric series: 500 requests with long
+/// random methods leave `/metrics` the size it was.
+#[tokio::test]
+async fn metric_labels_come_from_a_closed_set() {
+    let d = crate::helpers::Deployment::new();
+    let p = crate::helpers::Process::start(&d).await;
+    let app = p.client().await;
+    let odd = |i: usize| {
+        let name: String = (0..64)
+            .map(|k| char::from(b'A' + ((i * 31 + k * 7) % 26) as u8))
+            .collect();
+        reqwest::Method::from_bytes(name.as_bytes()).unwrap()
+    };
+    let path = |i: usize| format!("/v1/nothing-{i}-{}", "x".repeat(200));
+    // One of each first (and a scrape), so the series they fall into exist.
+    let _ = app.call(odd(0), &path(0), None, None).await;
+    let _ = app.call(odd(0), "/v1/messages", None, None).await;
+    let _ = app.get("/metrics", None).await;
+    let before = app.get("/metrics", None).await.text.len();
+    for i in 1..=500 {
+        let target = if i % 2 == 0 {
+            path(i)
+        } else {
+            "/v1/messages".to_owned()
+        };
+        let r = app.call(odd(i), &target, None, None).await;
+        assert!(r.status.is_client_error(), "{}", r.status);
+    }
+    let after = app.get("/metrics", None).await;
+    assert!(
+        after.text.len() < before + 2048,
+        "/metrics grew from {before} to {} bytes",
+        after.text.len()
+    );
+    assert!(after.text.contains(r#"method="other""#));
+}

@@ -3,13 +3,16 @@
 //! health/readiness/OpenAPI routes and the server loop.
 
 pub mod auth;
+pub mod client;
 pub mod extract;
 pub mod observe;
 pub mod ops;
+pub mod origin;
 pub mod problem;
 pub mod server;
 
 pub use auth::{AuthState, Caller};
+pub use client::ClientAddr;
 pub use extract::{AppJson, AppQuery};
 pub use problem::Problem;
 pub mod lookup;
