@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use parley_http_kit::limit::Rate;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -129,6 +130,45 @@ pub struct ServeArgs {
     pub shutdown_grace: u64,
     #[command(flatten)]
     pub http: HttpArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limits that keep one client from taking the server from everyone else.
+/// A rate is `N/s`, `N/min` or `N/h` (bursts of up to N), or `off`.
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Threads that hash and check passwords (each hash takes ~19 MiB and
+    /// a core for tens of milliseconds); 0 means half the cores.
+    #[arg(long, env = "PARLEY_HASH_THREADS", default_value_t = 0)]
+    pub hash_threads: usize,
+    /// Password checks that may wait for a thread; beyond them a login or
+    /// register is answered 503 with Retry-After at once.
+    #[arg(long, env = "PARLEY_HASH_QUEUE", default_value_t = 16)]
+    pub hash_queue: usize,
+    /// Logins per client address.
+    #[arg(long, env = "PARLEY_LOGIN_LIMIT_PER_ADDRESS", default_value = "30/min")]
+    pub login_limit_per_address: Rate,
+    /// Logins per username (every attempt counts, right or wrong).
+    #[arg(
+        long,
+        env = "PARLEY_LOGIN_LIMIT_PER_USERNAME",
+        default_value = "10/min"
+    )]
+    pub login_limit_per_username: Rate,
+    /// Registrations per client address.
+    #[arg(
+        long,
+        env = "PARLEY_REGISTER_LIMIT_PER_ADDRESS",
+        default_value = "20/h"
+    )]
+    pub register_limit_per_address: Rate,
+    /// Sends per user.
+    #[arg(long, env = "PARLEY_SEND_LIMIT_PER_USER", default_value = "20/s")]
+    pub send_limit_per_user: Rate,
+    /// Frames a user's sockets may send (acks, pings), applied by ws-push.
+    #[arg(long, env = "PARLEY_FRAME_LIMIT_PER_USER", default_value = "50/s")]
+    pub frame_limit_per_user: Rate,
 }
 
 /// How the HTTP server treats slow and untrusted clients.

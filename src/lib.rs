@@ -15,9 +15,10 @@ use std::{
 
 use anyhow::{bail, Context};
 use axum::Router;
-use parley_command_api::CommandApi;
+use parley_command_api::{CommandApi, Guards, HashPool};
 use parley_domain::{auth::TokenService, config::CookiePolicy, config::JwtSecret, retry::Backoff};
 use parley_http_kit::{
+    limit::{Limiter, Rate},
     ops,
     ops::Readiness,
     origin::Origins,
@@ -56,18 +57,75 @@ pub struct AuthConfig {
 pub struct ServeConfig {
     pub auth: AuthConfig,
     pub http: HttpConfig,
+    pub limits: LimitConfig,
     /// How long background work may take to finish on shutdown.
     pub grace: Duration,
 }
 
 impl ServeConfig {
-    /// Settings for tests and tools: `auth`, and every default.
+    /// Settings for tests and tools: `auth`, the default HTTP settings and
+    /// no rate limits (tests register and send far faster than a person;
+    /// the tests of the limits turn them on).
     pub fn new(auth: AuthConfig) -> Self {
         Self {
             auth,
             http: HttpConfig::default(),
+            limits: LimitConfig::off(),
             grace: Duration::from_secs(5),
         }
+    }
+}
+
+/// The rate limits and the password hashing pool (see `cli::LimitArgs`).
+#[derive(Clone, Debug)]
+pub struct LimitConfig {
+    pub hash_threads: usize,
+    pub hash_queue: usize,
+    pub login_per_address: Rate,
+    pub login_per_username: Rate,
+    pub register_per_address: Rate,
+    pub sends_per_user: Rate,
+    /// For ws-push: frames per user across its sockets.
+    pub frames_per_user: Rate,
+}
+
+impl LimitConfig {
+    /// Every rate off; the hashing pool as by default.
+    pub fn off() -> Self {
+        Self {
+            hash_threads: 0,
+            hash_queue: 16,
+            login_per_address: Rate::OFF,
+            login_per_username: Rate::OFF,
+            register_per_address: Rate::OFF,
+            sends_per_user: Rate::OFF,
+            frames_per_user: Rate::OFF,
+        }
+    }
+
+    fn from_args(a: &cli::LimitArgs) -> Self {
+        Self {
+            hash_threads: a.hash_threads,
+            hash_queue: a.hash_queue,
+            login_per_address: a.login_limit_per_address,
+            login_per_username: a.login_limit_per_username,
+            register_per_address: a.register_limit_per_address,
+            sends_per_user: a.send_limit_per_user,
+            frames_per_user: a.frame_limit_per_user,
+        }
+    }
+
+    fn guards(&self) -> std::io::Result<Guards> {
+        Ok(Guards {
+            hashing: HashPool::new(self.hash_threads, self.hash_queue)?,
+            login_per_address: Limiter::new("logins from this address", self.login_per_address),
+            login_per_username: Limiter::new("logins for this username", self.login_per_username),
+            register_per_address: Limiter::new(
+                "registrations from this address",
+                self.register_per_address,
+            ),
+            sends_per_user: Limiter::new("sends", self.sends_per_user),
+        })
     }
 }
 
@@ -145,6 +203,7 @@ fn serve_config(args: &ServeArgs, dev: bool) -> anyhow::Result<ServeConfig> {
             trust_forwarded_for: h.trust_forwarded_for,
             allowed_origins,
         },
+        limits: LimitConfig::from_args(&args.limits),
         grace: Duration::from_secs(args.shutdown_grace),
     })
 }
@@ -365,7 +424,7 @@ async fn build_roles(
         checks: ports.checks.clone(),
     });
     for role in roles {
-        app = app.merge(role_router(*role, ports, &auth, shutdown, background).await?);
+        app = app.merge(role_router(*role, ports, &auth, config, shutdown, background).await?);
     }
     Ok(app)
 }
@@ -374,6 +433,7 @@ async fn role_router(
     role: Role,
     ports: &Ports,
     auth: &Arc<AuthState>,
+    config: &ServeConfig,
     shutdown: &CancellationToken,
     background: &mut JoinSet<()>,
 ) -> Result<Router, parley_domain::StoreError> {
@@ -382,6 +442,12 @@ async fn role_router(
             users: ports.users.clone(),
             appender: ports.appender.clone(),
             auth: auth.clone(),
+            guards: Arc::new(
+                config
+                    .limits
+                    .guards()
+                    .map_err(parley_domain::StoreError::unexpected)?,
+            ),
         }),
         Role::QueryApi => parley_query_api::router(QueryApi {
             users: ports.users.clone(),

@@ -459,6 +459,17 @@ impl Socket {
     }
 }
 
+/// Spawned processes start with every rate limit off, like the in-process
+/// servers: the suite registers and sends far faster than a person. A flag
+/// in `extra` still wins over these.
+const NO_RATE_LIMITS: &[&str] = &[
+    "PARLEY_LOGIN_LIMIT_PER_ADDRESS",
+    "PARLEY_LOGIN_LIMIT_PER_USERNAME",
+    "PARLEY_REGISTER_LIMIT_PER_ADDRESS",
+    "PARLEY_SEND_LIMIT_PER_USER",
+    "PARLEY_FRAME_LIMIT_PER_USER",
+];
+
 /// A `parley` process started from the built binary, for tests that kill
 /// or signal it.
 pub struct Process {
@@ -536,6 +547,7 @@ impl Process {
             .args(extra)
             .env("PARLEY_JWT_SECRET", TEST_SECRET)
             .env("RUST_LOG", "warn")
+            .envs(NO_RATE_LIMITS.iter().map(|k| (k, "off")))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

@@ -9,6 +9,7 @@ mod bench;
 mod browsers;
 mod helpers;
 mod history;
+mod limits;
 mod messages;
 mod ops;
 mod process;

@@ -13,7 +13,7 @@ use parley_domain::{
     ports::PendingEvent,
     Credential, DisplayName, Event, Password, PublicUser, StoreError, Timestamp, UserId, Username,
 };
-use parley_http_kit::{AppJson, Caller, Problem};
+use parley_http_kit::{AppJson, Caller, ClientAddr, Problem};
 use serde::{Deserialize, Serialize};
 
 use crate::CommandApi;
@@ -35,14 +35,6 @@ pub struct LoginBody {
 struct SessionBody<'a> {
     user: &'a PublicUser,
     token: &'a str,
-}
-
-/// Hashing costs tens of milliseconds of CPU: keep it off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Problem> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        tracing::error!(error = %e, "blocking task failed");
-        Problem::internal()
-    })
 }
 
 fn session_response(
@@ -69,8 +61,10 @@ fn session_response(
 #[tracing::instrument(name = "register", skip_all)]
 pub async fn register(
     State(api): State<CommandApi>,
+    client: ClientAddr,
     AppJson(body): AppJson<RegisterBody>,
 ) -> Result<Response, Problem> {
+    api.guards.register_per_address.check(&client.limit_key())?;
     let username = Username::parse(&body.username)?;
     let password = Password::parse(body.password)?;
     let display_name = match body.display_name {
@@ -80,7 +74,10 @@ pub async fn register(
     if api.users.by_username(&username).await?.is_some() {
         return Err(Problem::conflict("username is taken"));
     }
-    let hash = blocking(move || hash_password(&password))
+    let hash = api
+        .guards
+        .hashing
+        .run(move || hash_password(&password))
         .await?
         .map_err(|e| {
             tracing::error!(error = %e, "password hashing failed");
@@ -123,11 +120,16 @@ pub async fn register(
 #[tracing::instrument(name = "login", skip_all)]
 pub async fn login(
     State(api): State<CommandApi>,
+    client: ClientAddr,
     AppJson(body): AppJson<LoginBody>,
 ) -> Result<Response, Problem> {
+    api.guards.login_per_address.check(&client.limit_key())?;
     // A malformed username or password cannot match any account: answer
     // exactly like a wrong password, after the same amount of work.
     let username = Username::parse(&body.username).ok();
+    if let Some(u) = &username {
+        api.guards.login_per_username.check(u.as_str())?;
+    }
     let password = Password::parse(body.password).ok();
     let credential = match &username {
         Some(u) => api.users.by_username(u).await?,
@@ -135,7 +137,12 @@ pub async fn login(
     };
     let hash = credential.as_ref().map(|c| c.hash.clone());
     let ok = match password {
-        Some(p) => blocking(move || verify_password(&p, hash.as_ref())).await?,
+        Some(p) => {
+            api.guards
+                .hashing
+                .run(move || verify_password(&p, hash.as_ref()))
+                .await?
+        }
         None => false,
     };
     match credential {

@@ -2,13 +2,16 @@
 //! only after the event is durable in the log.
 
 mod auth;
+mod hashing;
 mod messages;
 
 use std::sync::Arc;
 
 use axum::{extract::FromRef, routing::post, Router};
 use parley_domain::ports::{EventAppender, UserStore};
-use parley_http_kit::AuthState;
+use parley_http_kit::{limit::Limiter, AuthState};
+
+pub use hashing::HashPool;
 
 /// What the write side needs: nothing that reads a projection.
 #[derive(Clone)]
@@ -16,6 +19,18 @@ pub struct CommandApi {
     pub users: Arc<dyn UserStore>,
     pub appender: Arc<dyn EventAppender>,
     pub auth: Arc<AuthState>,
+    pub guards: Arc<Guards>,
+}
+
+/// What keeps one client from taking the write side from everyone else.
+pub struct Guards {
+    /// Where every password hash and check runs.
+    pub hashing: HashPool,
+    pub login_per_address: Limiter,
+    /// Spreads out guessing one account's password from many addresses.
+    pub login_per_username: Limiter,
+    pub register_per_address: Limiter,
+    pub sends_per_user: Limiter,
 }
 
 impl FromRef<CommandApi> for Arc<AuthState> {

@@ -57,6 +57,10 @@ pub async fn send(
     AppJson(raw): AppJson<serde_json::Value>,
 ) -> Result<Response, Problem> {
     let started = Instant::now();
+    if let Err(limited) = api.guards.sends_per_user.check(&caller.user_id) {
+        outcome("limited", started);
+        return Err(limited.into());
+    }
     let result = send_inner(&api, caller.user_id, raw).await;
     match &result {
         Ok((_, Appended::New(_))) => outcome("accepted", started),

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod client;
 pub mod extract;
+pub mod limit;
 pub mod observe;
 pub mod ops;
 pub mod origin;
