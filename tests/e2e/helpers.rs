@@ -519,17 +519,17 @@ impl Process {
         .await
     }
 
-    /// [`Process::spawn`] with the process allowed at most `files` open
-    /// files.
-    pub async fn spawn_with_file_limit(
+    /// [`Process::spawn`] after the shell command `setup` (`ulimit -n 256`,
+    /// `umask 022`), which applies to the process.
+    pub async fn spawn_after(
+        setup: &str,
         command: &[&str],
         deployment: &Deployment,
         extra: &[&str],
-        files: u32,
     ) -> Process {
         let mut sh = tokio::process::Command::new("sh");
         sh.arg("-c")
-            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(format!("{setup} && exec \"$0\" \"$@\""))
             .arg(binary());
         Self::spawn_from(sh, command, deployment, extra).await
     }

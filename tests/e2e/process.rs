@@ -183,3 +183,48 @@ async fn migrate_creates_the_schema() {
         }
     }
 }
+
+/// Under a umask that lets everyone read new files, the data files (and
+/// one left world-readable by an older version) are the owner's alone.
+#[cfg(unix)]
+#[tokio::test]
+async fn data_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Deployment::new();
+    let embedded = d.backend == parley::cli::Backend::Embedded;
+    if embedded {
+        let old = d.dir.path().join("parley.db");
+        std::fs::write(&old, b"").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    // Without a secret, `dev` generates one into the data dir.
+    let p = Process::spawn_after("umask 022 && unset PARLEY_JWT_SECRET", &["dev"], &d, &[]).await;
+    let app = p.client().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    app.send(&a, &b, "private").await;
+    app.history_of_len(&b, &a, 1).await;
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(d.dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert_eq!(mode & 0o077, 0, "{name} is {:o}", mode & 0o777);
+        seen.push(name);
+    }
+    seen.sort();
+    let expected: &[&str] = if embedded {
+        &[
+            "jwt-secret",
+            "log.db",
+            "log.db-shm",
+            "log.db-wal",
+            "parley.db",
+            "parley.db-shm",
+            "parley.db-wal",
+        ]
+    } else {
+        // The cluster keeps its data elsewhere.
+        &["jwt-secret"]
+    };
+    assert_eq!(seen, expected);
+}

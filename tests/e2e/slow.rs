@@ -101,8 +101,13 @@ async fn a_stalled_body_is_answered_408_and_changes_nothing() {
 #[tokio::test]
 async fn running_out_of_file_descriptors_does_not_stop_the_server() {
     let d = Deployment::new();
-    let p =
-        Process::spawn_with_file_limit(&["dev"], &d, &["--header-read-timeout", "2"], 256).await;
+    let p = Process::spawn_after(
+        "ulimit -n 256",
+        &["dev"],
+        &d,
+        &["--header-read-timeout", "2"],
+    )
+    .await;
     let app = p.client().await;
     let mut held = Vec::new();
     for _ in 0..400 {
