@@ -441,6 +441,7 @@ async fn role_router(
         Role::CommandApi => parley_command_api::router(CommandApi {
             users: ports.users.clone(),
             appender: ports.appender.clone(),
+            timelines: ports.timelines.clone(),
             auth: auth.clone(),
             guards: Arc::new(
                 config

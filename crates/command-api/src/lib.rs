@@ -8,16 +8,19 @@ mod messages;
 use std::sync::Arc;
 
 use axum::{extract::FromRef, routing::post, Router};
-use parley_domain::ports::{EventAppender, UserStore};
+use parley_domain::ports::{EventAppender, TimelineReader, UserStore};
 use parley_http_kit::{limit::Limiter, AuthState};
 
 pub use hashing::HashPool;
 
-/// What the write side needs: nothing that reads a projection.
+/// What the write side needs.
 #[derive(Clone)]
 pub struct CommandApi {
     pub users: Arc<dyn UserStore>,
     pub appender: Arc<dyn EventAppender>,
+    /// Only to check that a read marker names a message of its
+    /// conversation.
+    pub timelines: Arc<dyn TimelineReader>,
     pub auth: Arc<AuthState>,
     pub guards: Arc<Guards>,
 }
