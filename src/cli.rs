@@ -115,10 +115,16 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub backend: BackendArgs,
-    /// HS256 signing secret for session tokens. Required by `serve`;
-    /// `dev` generates one and keeps it in the data dir.
+    /// HS256 signing secret for session tokens (at least 32 bytes), the
+    /// key `default`. `serve` needs it or --jwt-keys; `dev` generates one
+    /// and keeps it in the data dir.
     #[arg(long, env = "PARLEY_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Several keys, `kid1=secret1,kid2=secret2`: the first signs new
+    /// tokens, all verify. To rotate, put a new key first and drop the old
+    /// one once its tokens have expired (--jwt-ttl).
+    #[arg(long, env = "PARLEY_JWT_KEYS", hide_env_values = true)]
+    pub jwt_keys: Option<String>,
     /// Session lifetime in seconds.
     #[arg(long, env = "PARLEY_JWT_TTL", default_value_t = 7 * 24 * 3600)]
     pub jwt_ttl: u64,

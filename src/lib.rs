@@ -16,7 +16,11 @@ use std::{
 use anyhow::{bail, Context};
 use axum::Router;
 use parley_command_api::{CommandApi, Guards, HashPool};
-use parley_domain::{auth::TokenService, config::CookiePolicy, config::JwtSecret, retry::Backoff};
+use parley_domain::{
+    auth::TokenService,
+    config::{CookiePolicy, JwtKeys, JwtSecret},
+    retry::Backoff,
+};
 use parley_http_kit::{
     limit::{Limiter, Rate},
     ops,
@@ -47,7 +51,7 @@ pub const ALL_ROLES: &[Role] = &[
 /// Session settings, resolved from flags (and, for `dev`, the data dir).
 #[derive(Clone, Debug)]
 pub struct AuthConfig {
-    pub secret: JwtSecret,
+    pub keys: JwtKeys,
     pub ttl: Duration,
     pub cookie_secure: bool,
 }
@@ -221,16 +225,24 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// `serve` refuses to start without an explicit secret; `dev` keeps a
 /// generated one in the data dir so sessions survive restarts.
 fn auth_config(args: &ServeArgs, dev: bool) -> anyhow::Result<AuthConfig> {
-    let secret = match &args.jwt_secret {
-        Some(s) if s.len() >= 32 => JwtSecret::new(s.as_bytes().to_vec()),
-        Some(_) => bail!("--jwt-secret must be at least 32 bytes"),
-        None if dev => dev_secret(&args.backend.data_dir)?,
-        None => bail!(
-            "production roles need an explicit JWT secret: set --jwt-secret or PARLEY_JWT_SECRET"
+    let keys = match (&args.jwt_keys, &args.jwt_secret) {
+        (Some(_), Some(_)) => bail!(
+            "give --jwt-keys or --jwt-secret, not both (--jwt-secret S is --jwt-keys default=S)"
+        ),
+        (Some(spec), None) => {
+            JwtKeys::parse(spec).map_err(|e| anyhow::anyhow!("--jwt-keys: {e}"))?
+        }
+        (None, Some(s)) => JwtKeys::single(JwtSecret::new(s.as_bytes().to_vec()))
+            .map_err(|e| anyhow::anyhow!("--jwt-secret: {e}"))?,
+        (None, None) if dev => JwtKeys::single(dev_secret(&args.backend.data_dir)?)
+            .map_err(|e| anyhow::anyhow!("the generated JWT secret: {e}"))?,
+        (None, None) => bail!(
+            "production roles need an explicit JWT secret: set --jwt-secret or --jwt-keys \
+             (PARLEY_JWT_SECRET, PARLEY_JWT_KEYS)"
         ),
     };
     Ok(AuthConfig {
-        secret,
+        keys,
         ttl: Duration::from_secs(args.jwt_ttl.max(1)),
         cookie_secure: args.cookie_secure,
     })
@@ -412,7 +424,7 @@ async fn build_roles(
 ) -> Result<Router, parley_domain::StoreError> {
     let a = &config.auth;
     let auth = Arc::new(AuthState {
-        tokens: TokenService::new(&a.secret, a.ttl),
+        tokens: TokenService::new(&a.keys, a.ttl),
         revocations: ports.revocations.clone(),
         cookie: CookiePolicy {
             secure: a.cookie_secure,

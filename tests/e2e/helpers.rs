@@ -128,7 +128,10 @@ pub async fn spawn_app_on(deployment: Deployment) -> TestApp {
 /// The settings every in-process test server starts from.
 pub fn test_config() -> parley::ServeConfig {
     parley::ServeConfig::new(parley::AuthConfig {
-        secret: parley_domain::config::JwtSecret::new(TEST_SECRET.as_bytes().to_vec()),
+        keys: parley_domain::config::JwtKeys::single(parley_domain::config::JwtSecret::new(
+            TEST_SECRET.as_bytes().to_vec(),
+        ))
+        .expect("test key"),
         ttl: Duration::from_secs(3600),
         cookie_secure: false,
     })
