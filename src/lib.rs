@@ -278,6 +278,21 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     opts.open(path)?.write_all(contents.as_bytes())
 }
 
+/// The OpenAPI document of every route of every role (each role serves
+/// all of it): built once from the handlers' annotations and the limits
+/// their parsers enforce.
+pub fn openapi() -> Arc<str> {
+    static DOC: OnceLock<Arc<str>> = OnceLock::new();
+    DOC.get_or_init(|| {
+        use utoipa::OpenApi;
+        let mut doc = parley_http_kit::api::shared();
+        doc.merge(parley_command_api::Doc::openapi());
+        doc.merge(parley_query_api::Doc::openapi());
+        doc.to_json().unwrap_or_default().into()
+    })
+    .clone()
+}
+
 /// Cancelled on SIGINT or SIGTERM.
 pub fn signal_shutdown() -> CancellationToken {
     let token = CancellationToken::new();
@@ -345,7 +360,7 @@ pub async fn serve_roles(
     ));
     tracing::info!(?roles, addr = %listener.local_addr()?, "parley listening");
     let token = shutdown.clone();
-    let front = ops::deferred(app, server::finish(ops::starting(), &http));
+    let front = ops::deferred(app, server::finish(ops::starting(openapi()), &http));
     server::serve(listener, front, http.header_read_timeout, async move {
         token.cancelled().await
     })
@@ -432,9 +447,12 @@ async fn build_roles(
         },
         origins: config.http.allowed_origins.clone(),
     });
-    let mut app = ops::router(Readiness {
-        checks: ports.checks.clone(),
-    });
+    let mut app = ops::router(
+        Readiness {
+            checks: ports.checks.clone(),
+        },
+        openapi(),
+    );
     for role in roles {
         app = app.merge(role_router(*role, ports, &auth, config, shutdown, background).await?);
     }

@@ -32,6 +32,48 @@ async fn health_readiness_metrics_and_openapi() {
     }
     let spec = app.get("/openapi.json", None).await.json();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    // The limits the handlers enforce, from the constants they use.
+    use parley_domain::{ClientId, DisplayName, MessageBody, Password, Username};
+    let schema =
+        |name: &str, field: &str| spec["components"]["schemas"][name]["properties"][field].clone();
+    let register = |f| schema("RegisterBody", f);
+    assert_eq!(register("username")["pattern"], Username::PATTERN);
+    assert_eq!(register("password")["minLength"], Password::MIN_BYTES);
+    assert_eq!(register("password")["maxLength"], Password::MAX_BYTES);
+    assert!(register("password")["description"]
+        .as_str()
+        .unwrap()
+        .contains("BYTES"));
+    assert_eq!(register("display_name")["pattern"], DisplayName::PATTERN);
+    assert_eq!(
+        schema("SendBody", "body")["maxLength"],
+        MessageBody::MAX_CHARS
+    );
+    assert_eq!(schema("SendBody", "body")["pattern"], MessageBody::PATTERN);
+    assert_eq!(
+        schema("SendBody", "client_id")["pattern"],
+        ClientId::PATTERN
+    );
+    let history = &spec["paths"]["/v1/conversations/{peer_id}/messages"]["get"]["parameters"];
+    let limit = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"], 200);
+    // The socket's frames, sync tokens and all.
+    let frames = serde_json::to_string(&spec["components"]["schemas"]["ServerFrame"]).unwrap();
+    for kind in ["ready", "message", "delivered", "read", "synced", "error"] {
+        assert!(
+            frames.contains(&format!("\"{kind}\"")),
+            "ServerFrame lacks {kind}"
+        );
+    }
+    assert!(spec["paths"]["/v1/ws"]["get"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("4409"));
     let paths = spec["paths"].as_object().unwrap();
     for (path, method) in [
         ("/v1/auth/register", "post"),

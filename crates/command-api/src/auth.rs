@@ -13,27 +13,37 @@ use parley_domain::{
     ports::PendingEvent,
     Credential, DisplayName, Event, Password, PublicUser, StoreError, Timestamp, UserId, Username,
 };
-use parley_http_kit::{AppJson, Caller, ClientAddr, Problem};
+use parley_http_kit::{api, api::ProblemDoc, AppJson, Caller, ClientAddr, Problem};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::CommandApi;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RegisterBody {
+    #[schema(schema_with = api::username)]
     username: String,
+    #[schema(schema_with = api::password)]
     password: String,
+    #[schema(schema_with = api::display_name)]
     display_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A malformed username or password is answered like a wrong one (401).
+#[derive(Deserialize, ToSchema)]
 pub struct LoginBody {
+    #[schema(schema_with = api::username)]
     username: String,
+    #[schema(schema_with = api::password)]
     password: String,
 }
 
-#[derive(Serialize)]
-struct SessionBody<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Session)]
+pub(crate) struct SessionBody<'a> {
+    #[schema(value_type = api::UserDoc)]
     user: &'a PublicUser,
+    /// The same token as the cookie, for socket clients.
     token: &'a str,
 }
 
@@ -58,6 +68,23 @@ fn session_response(
         .into_response())
 }
 
+/// Create an account and a session.
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Registered; `Set-Cookie: parley_session`", body = SessionBody,
+            headers(("set-cookie" = String, description = "The session cookie"))),
+        (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The username is taken", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Body not `application/json`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks its rule; `errors[].field` names it", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many registrations from this address; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+        (status = 503, description = "Too many password checks at once, or a backend is unavailable; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+    ))]
 #[tracing::instrument(name = "register", skip_all)]
 pub async fn register(
     State(api): State<CommandApi>,
@@ -117,6 +144,23 @@ pub async fn register(
     session_response(&api, StatusCode::CREATED, &user)
 }
 
+/// Start a session.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Logged in; `Set-Cookie: parley_session`", body = SessionBody,
+            headers(("set-cookie" = String, description = "The session cookie"))),
+        (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong username or password (the same answer either way)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Body not `application/json`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A field missing or of the wrong type", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many logins from this address or for this username; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+        (status = 503, description = "Too many password checks at once, or a backend is unavailable; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+    ))]
 #[tracing::instrument(name = "login", skip_all)]
 pub async fn login(
     State(api): State<CommandApi>,
@@ -157,8 +201,18 @@ pub async fn login(
     }
 }
 
-/// Revokes the session so its token stops working everywhere, and clears
-/// the cookie.
+/// End the session (its token stops working everywhere) and clear the
+/// cookie.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Logged out; the cookie is cleared",
+            headers(("set-cookie" = String, description = "The cleared cookie"))),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie-authenticated from a foreign origin", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+    ))]
 pub async fn logout(
     State(api): State<CommandApi>,
     Caller(session): Caller,

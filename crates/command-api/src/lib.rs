@@ -42,6 +42,27 @@ impl FromRef<CommandApi> for Arc<AuthState> {
     }
 }
 
+/// The write side's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        auth::register,
+        auth::login,
+        auth::logout,
+        messages::send,
+        messages::mark_read
+    ),
+    components(schemas(
+        auth::RegisterBody,
+        auth::LoginBody,
+        auth::SessionBody,
+        messages::SendBody,
+        messages::ReadBody,
+        messages::Accepted
+    ))
+)]
+pub struct Doc;
+
 pub fn router(state: CommandApi) -> Router {
     Router::new()
         .route("/v1/auth/register", post(auth::register))

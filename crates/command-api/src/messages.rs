@@ -13,25 +13,40 @@ use parley_domain::{
     ports::Appended,
     ConversationId, Event, Message, MessageId, Timestamp, ValidationError,
 };
-use parley_http_kit::{extract::from_value, lookup, AppJson, Caller, Problem};
+use parley_http_kit::{
+    api, api::PeerPath, api::ProblemDoc, extract::from_value, lookup, AppJson, Caller, Problem,
+};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::CommandApi;
 
-#[derive(Deserialize)]
+/// The sender is always the caller: a `from` or `sender_id` naming anyone
+/// else is a 403.
+#[derive(Deserialize, ToSchema)]
 pub struct SendBody {
+    /// The recipient: an existing user (404 otherwise), not the caller
+    /// (422).
+    #[schema(schema_with = api::uuid)]
     to: String,
+    #[schema(schema_with = api::message_body)]
     body: String,
+    #[schema(schema_with = api::client_id)]
     client_id: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Accepted<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Accepted)]
+pub(crate) struct Accepted<'a> {
+    #[schema(value_type = api::MessageDoc)]
     message: &'a Message,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ReadBody {
+    /// A message of this conversation (422 otherwise); everything up to
+    /// it is read.
+    #[schema(schema_with = api::uuid)]
     up_to: String,
 }
 
@@ -50,6 +65,26 @@ fn outcome(label: &'static str, started: Instant) {
         .record(started.elapsed().as_secs_f64());
 }
 
+/// Send a message; 202 once it is durable in the log.
+#[utoipa::path(post, path = "/v1/messages", tag = "messages",
+    request_body = SendBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 202, description = "Accepted and durable", body = Accepted),
+        (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The body names another sender, or a cookie-authenticated request from a foreign origin", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "The recipient does not exist", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The client_id was used for another message", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Body not `application/json`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks its rule; `errors[].field` names it", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many sends by this user; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+        (status = 503, description = "A backend is unavailable; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+    ))]
 #[tracing::instrument(name = "send", skip_all, fields(from = %caller.user_id))]
 pub async fn send(
     State(api): State<CommandApi>,
@@ -115,6 +150,24 @@ async fn send_inner(
     }
 }
 
+/// Mark the conversation read up to a message.
+#[utoipa::path(post, path = "/v1/conversations/{peer_id}/read", tag = "messages",
+    params(PeerPath),
+    request_body = ReadBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 202, description = "Accepted and durable"),
+        (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie-authenticated from a foreign origin", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Body not `application/json`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`up_to` is not a message of this conversation, or the peer is the caller", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable, or the message is too new to be seen yet; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+    ))]
 #[tracing::instrument(name = "mark_read", skip_all, fields(reader = %caller.user_id))]
 pub async fn mark_read(
     State(api): State<CommandApi>,

@@ -2,6 +2,8 @@
 //! answer malformed requests in Parley's own words, session auth, metrics,
 //! health/readiness/OpenAPI routes and the server loop.
 
+pub mod api;
+mod api_ws;
 pub mod auth;
 pub mod client;
 pub mod extract;
