@@ -64,6 +64,11 @@ impl Pool {
         }
     }
 
+    /// `POST path` with a JSON body and no token.
+    pub async fn post_public(&self, path: &str, json: &str) -> anyhow::Result<Answer> {
+        self.request("POST", path, "", Some(json)).await
+    }
+
     /// `POST path` with a JSON body and a bearer token.
     pub async fn post_json(&self, path: &str, token: &str, json: &str) -> anyhow::Result<Answer> {
         self.request("POST", path, token, Some(json)).await
@@ -158,8 +163,11 @@ impl Conn {
         self.buf.clear();
         write!(
             self.buf,
-            "{method} {prefix}{path} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\n"
+            "{method} {prefix}{path} HTTP/1.1\r\nhost: {host}\r\n"
         )?;
+        if !token.is_empty() {
+            write!(self.buf, "authorization: Bearer {token}\r\n")?;
+        }
         match json {
             Some(json) => write!(
                 self.buf,

@@ -3,6 +3,7 @@
 //! what it measured (a table, or `--json`). Progress goes to stderr.
 
 mod client;
+mod flood;
 mod history;
 mod http1;
 mod latency;
@@ -114,6 +115,19 @@ pub enum Mode {
         #[arg(long)]
         restart_cmd: String,
     },
+    /// Clients try wrong passwords as fast as they are answered while
+    /// another user's sends and history pages are timed (and first timed
+    /// without the flood); reports both p99s and the server's RSS growth.
+    LoginFlood {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Length of each phase (without, then with the flood).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The other user's requests per second.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+    },
     /// Opens as many idle authenticated sockets as asked (or as the
     /// machine allows) and reports the server's memory per socket.
     Sockets {
@@ -192,6 +206,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         } => (
             "reconnect",
             reconnect::run(&target, &run_id, sockets, users, &restart_cmd).await?,
+        ),
+        Mode::LoginFlood {
+            clients,
+            seconds,
+            rate,
+        } => (
+            "login-flood",
+            flood::run(&target, &run_id, clients, seconds, rate).await?,
         ),
         Mode::Sockets {
             sockets,
