@@ -30,9 +30,12 @@ pub async fn run(
     let me = target.register(&format!("bench_{run_id}_other")).await?;
     let peer = target.register(&format!("bench_{run_id}_peer")).await?;
     let phase = Duration::from_secs(seconds);
+    // The other user is another client: its own connections, never one
+    // a flood client is waiting on.
+    let other = Target::new(&target.url, &target.ws, target.source_ips)?;
 
     eprintln!("timing another user's requests for {seconds}s without a flood...");
-    let (idle, idle_failed) = timed(target, &me, &peer, rate, phase).await;
+    let (idle, idle_failed) = timed(&other, &me, &peer, rate, phase).await;
     let rss_before = target
         .metric(&target.url, "parley_process_resident_bytes")
         .await?;
@@ -72,7 +75,7 @@ pub async fn run(
             peak
         })
     };
-    let (flooded, flooded_failed) = timed(target, &me, &peer, rate, phase).await;
+    let (flooded, flooded_failed) = timed(&other, &me, &peer, rate, phase).await;
     let mut statuses = BTreeMap::<u16, u64>::new();
     for f in flooders {
         for (k, v) in f.await.context("a flood client panicked")? {
