@@ -551,6 +551,11 @@ impl Process {
             .env("PARLEY_JWT_SECRET", TEST_SECRET)
             .env("RUST_LOG", "warn")
             .envs(NO_RATE_LIMITS.iter().map(|k| (k, "off")))
+            // A test that blocks its runtime (stopping Kafka, say) cannot
+            // notice the server closing its idle pooled connection, and
+            // would send its next request on it; 10 s is shorter than such
+            // a pause. The slow-client tests pass their own.
+            .env("PARLEY_HEADER_READ_TIMEOUT", "120")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
