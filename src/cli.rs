@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use parley_http_kit::limit::Rate;
 
 use crate::security::{CqlSecurityArgs, KafkaSecurityArgs};
 
@@ -120,10 +121,16 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub backend: BackendArgs,
-    /// HS256 signing secret for session tokens. Required by `serve`;
-    /// `dev` generates one and keeps it in the data dir.
+    /// HS256 signing secret for session tokens (at least 32 bytes), the
+    /// key `default`. `serve` needs it or --jwt-keys; `dev` generates one
+    /// and keeps it in the data dir.
     #[arg(long, env = "PARLEY_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Several keys, `kid1=secret1,kid2=secret2`: the first signs new
+    /// tokens, all verify. To rotate, put a new key first and drop the old
+    /// one once its tokens have expired (--jwt-ttl).
+    #[arg(long, env = "PARLEY_JWT_KEYS", hide_env_values = true)]
+    pub jwt_keys: Option<String>,
     /// Session lifetime in seconds.
     #[arg(long, env = "PARLEY_JWT_TTL", default_value_t = 7 * 24 * 3600)]
     pub jwt_ttl: u64,
@@ -139,4 +146,67 @@ pub struct ServeArgs {
     /// Backlogs older than it are read from the store.
     #[arg(long, env = "PARLEY_SYNC_MEMORY_KIB", default_value_t = 64 * 1024)]
     pub sync_memory_kib: u64,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limits that keep one client from taking the server from everyone else.
+/// A rate is `N/s`, `N/min` or `N/h` (bursts of up to N), or `off`.
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Threads that hash and check passwords (each hash takes ~19 MiB and
+    /// a core for tens of milliseconds); 0 means half the cores.
+    #[arg(long, env = "PARLEY_HASH_THREADS", default_value_t = 0)]
+    pub hash_threads: usize,
+    /// Password checks that may wait for a thread; beyond them a login or
+    /// register is answered 503 with Retry-After at once.
+    #[arg(long, env = "PARLEY_HASH_QUEUE", default_value_t = 16)]
+    pub hash_queue: usize,
+    /// Logins per client address.
+    #[arg(long, env = "PARLEY_LOGIN_LIMIT_PER_ADDRESS", default_value = "30/min")]
+    pub login_limit_per_address: Rate,
+    /// Logins per username (every attempt counts, right or wrong).
+    #[arg(
+        long,
+        env = "PARLEY_LOGIN_LIMIT_PER_USERNAME",
+        default_value = "10/min"
+    )]
+    pub login_limit_per_username: Rate,
+    /// Registrations per client address.
+    #[arg(
+        long,
+        env = "PARLEY_REGISTER_LIMIT_PER_ADDRESS",
+        default_value = "20/h"
+    )]
+    pub register_limit_per_address: Rate,
+    /// Sends per user.
+    #[arg(long, env = "PARLEY_SEND_LIMIT_PER_USER", default_value = "20/s")]
+    pub send_limit_per_user: Rate,
+    /// Frames a user's sockets may send (acks, pings), applied by ws-push.
+    #[arg(long, env = "PARLEY_FRAME_LIMIT_PER_USER", default_value = "50/s")]
+    pub frame_limit_per_user: Rate,
+}
+
+/// How the HTTP server treats slow and untrusted clients.
+#[derive(Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// Seconds a connection may take to send a request's headers, and may
+    /// sit idle between requests, before it is closed.
+    #[arg(long, env = "PARLEY_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    pub header_read_timeout: u64,
+    /// Seconds a request body may take to arrive before the request is
+    /// answered 408.
+    #[arg(long, env = "PARLEY_BODY_READ_TIMEOUT", default_value_t = 10)]
+    pub body_read_timeout: u64,
+    /// Take the client's address from the last X-Forwarded-For entry, for
+    /// rate limits. Only behind a proxy that sets that header.
+    #[arg(long, env = "PARLEY_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+    /// Browser origins besides the server's own (scheme://host[:port],
+    /// comma-separated) whose pages may use the session cookie; CORS is
+    /// answered for these and off without them.
+    #[arg(long, env = "PARLEY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }

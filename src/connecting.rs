@@ -36,8 +36,8 @@ impl LastAttempt {
 
 /// [`ops::starting`], whose `/readyz` names the cause once an attempt
 /// has failed.
-pub fn starting(last: LastAttempt) -> Router {
-    ops::starting().route_layer(middleware::from_fn_with_state(last, name_the_cause))
+pub fn starting(last: LastAttempt, openapi: std::sync::Arc<str>) -> Router {
+    ops::starting(openapi).route_layer(middleware::from_fn_with_state(last, name_the_cause))
 }
 
 async fn name_the_cause(State(last): State<LastAttempt>, req: Request, next: Next) -> Response {

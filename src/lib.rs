@@ -17,11 +17,21 @@ use std::{
 
 use anyhow::{bail, Context};
 use axum::Router;
-use parley_command_api::CommandApi;
+use parley_command_api::{CommandApi, Guards, HashPool};
 use parley_domain::{
-    auth::TokenService, config::CookiePolicy, config::JwtSecret, ports::HealthCheck, retry::Backoff,
+    auth::TokenService,
+    config::{CookiePolicy, JwtKeys, JwtSecret},
+    ports::HealthCheck,
+    retry::Backoff,
 };
-use parley_http_kit::{ops, ops::Readiness, server, AuthState};
+use parley_http_kit::{
+    limit::{Limiter, Rate},
+    ops,
+    ops::Readiness,
+    origin::Origins,
+    server::{self, HttpConfig},
+    AuthState,
+};
 use parley_projector::Projector;
 use parley_query_api::QueryApi;
 use parley_store_sqlite::Embedded;
@@ -44,7 +54,7 @@ pub const ALL_ROLES: &[Role] = &[
 /// Session settings, resolved from flags (and, for `dev`, the data dir).
 #[derive(Clone, Debug)]
 pub struct AuthConfig {
-    pub secret: JwtSecret,
+    pub keys: JwtKeys,
     pub ttl: Duration,
     pub cookie_secure: bool,
 }
@@ -65,6 +75,32 @@ impl PushConfig {
     }
 }
 
+/// Everything [`serve_roles`] needs besides the backend and the listener.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub auth: AuthConfig,
+    pub http: HttpConfig,
+    pub limits: LimitConfig,
+    pub push: PushConfig,
+    /// How long background work may take to finish on shutdown.
+    pub grace: Duration,
+}
+
+impl ServeConfig {
+    /// Settings for tests and tools: `auth`, the default HTTP settings and
+    /// no rate limits (tests register and send far faster than a person;
+    /// the tests of the limits turn them on).
+    pub fn new(auth: AuthConfig) -> Self {
+        Self {
+            auth,
+            http: HttpConfig::default(),
+            limits: LimitConfig::off(),
+            push: PushConfig::default(),
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
 impl Default for PushConfig {
     fn default() -> Self {
         Self {
@@ -73,10 +109,63 @@ impl Default for PushConfig {
     }
 }
 
+/// The rate limits and the password hashing pool (see `cli::LimitArgs`).
+#[derive(Clone, Debug)]
+pub struct LimitConfig {
+    pub hash_threads: usize,
+    pub hash_queue: usize,
+    pub login_per_address: Rate,
+    pub login_per_username: Rate,
+    pub register_per_address: Rate,
+    pub sends_per_user: Rate,
+    /// For ws-push: frames per user across its sockets.
+    pub frames_per_user: Rate,
+}
+
+impl LimitConfig {
+    /// Every rate off; the hashing pool as by default.
+    pub fn off() -> Self {
+        Self {
+            hash_threads: 0,
+            hash_queue: 16,
+            login_per_address: Rate::OFF,
+            login_per_username: Rate::OFF,
+            register_per_address: Rate::OFF,
+            sends_per_user: Rate::OFF,
+            frames_per_user: Rate::OFF,
+        }
+    }
+
+    fn from_args(a: &cli::LimitArgs) -> Self {
+        Self {
+            hash_threads: a.hash_threads,
+            hash_queue: a.hash_queue,
+            login_per_address: a.login_limit_per_address,
+            login_per_username: a.login_limit_per_username,
+            register_per_address: a.register_limit_per_address,
+            sends_per_user: a.send_limit_per_user,
+            frames_per_user: a.frame_limit_per_user,
+        }
+    }
+
+    fn guards(&self) -> std::io::Result<Guards> {
+        Ok(Guards {
+            hashing: HashPool::new(self.hash_threads, self.hash_queue)?,
+            login_per_address: Limiter::new("logins from this address", self.login_per_address),
+            login_per_username: Limiter::new("logins for this username", self.login_per_username),
+            register_per_address: Limiter::new(
+                "registrations from this address",
+                self.register_per_address,
+            ),
+            sends_per_user: Limiter::new("sends", self.sends_per_user),
+        })
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => {
-            let auth = auth_config(&args, true)?;
+            let config = serve_config(&args, true)?;
             if args.backend.backend == Backend::Cluster {
                 // `dev` needs no set-up: create the keyspace and topic.
                 println!("{}", backend::migrate(&args.backend).await?);
@@ -85,27 +174,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve_roles(
                 ALL_ROLES,
                 &args.backend,
-                auth,
-                PushConfig::from_args(&args),
+                config,
                 listener,
                 signal_shutdown(),
-                grace(&args),
             )
             .await
         }
         Command::Serve { role, args } => {
-            let auth = auth_config(&args, false)?;
+            let config = serve_config(&args, false)?;
             let listener = bind(args.listen).await?;
-            serve_roles(
-                &[role],
-                &args.backend,
-                auth,
-                PushConfig::from_args(&args),
-                listener,
-                signal_shutdown(),
-                grace(&args),
-            )
-            .await
+            serve_roles(&[role], &args.backend, config, listener, signal_shutdown()).await
         }
         Command::Replay(b) => {
             let ports = match b.backend {
@@ -146,8 +224,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn grace(args: &ServeArgs) -> Duration {
-    Duration::from_secs(args.shutdown_grace)
+fn serve_config(args: &ServeArgs, dev: bool) -> anyhow::Result<ServeConfig> {
+    let h = &args.http;
+    let allowed_origins = Origins::parse(&h.allowed_origins)
+        .map_err(|e| anyhow::anyhow!("--allowed-origins: {e}"))?;
+    Ok(ServeConfig {
+        auth: auth_config(args, dev)?,
+        http: HttpConfig {
+            header_read_timeout: Duration::from_secs(h.header_read_timeout.max(1)),
+            body_read_timeout: Duration::from_secs(h.body_read_timeout.max(1)),
+            trust_forwarded_for: h.trust_forwarded_for,
+            allowed_origins,
+        },
+        limits: LimitConfig::from_args(&args.limits),
+        push: PushConfig::from_args(args),
+        grace: Duration::from_secs(args.shutdown_grace),
+    })
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -163,16 +255,24 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// `serve` refuses to start without an explicit secret; `dev` keeps a
 /// generated one in the data dir so sessions survive restarts.
 fn auth_config(args: &ServeArgs, dev: bool) -> anyhow::Result<AuthConfig> {
-    let secret = match &args.jwt_secret {
-        Some(s) if s.len() >= 32 => JwtSecret::new(s.as_bytes().to_vec()),
-        Some(_) => bail!("--jwt-secret must be at least 32 bytes"),
-        None if dev => dev_secret(&args.backend.data_dir)?,
-        None => bail!(
-            "production roles need an explicit JWT secret: set --jwt-secret or PARLEY_JWT_SECRET"
+    let keys = match (&args.jwt_keys, &args.jwt_secret) {
+        (Some(_), Some(_)) => bail!(
+            "give --jwt-keys or --jwt-secret, not both (--jwt-secret S is --jwt-keys default=S)"
+        ),
+        (Some(spec), None) => {
+            JwtKeys::parse(spec).map_err(|e| anyhow::anyhow!("--jwt-keys: {e}"))?
+        }
+        (None, Some(s)) => JwtKeys::single(JwtSecret::new(s.as_bytes().to_vec()))
+            .map_err(|e| anyhow::anyhow!("--jwt-secret: {e}"))?,
+        (None, None) if dev => JwtKeys::single(dev_secret(&args.backend.data_dir)?)
+            .map_err(|e| anyhow::anyhow!("the generated JWT secret: {e}"))?,
+        (None, None) => bail!(
+            "production roles need an explicit JWT secret: set --jwt-secret or --jwt-keys \
+             (PARLEY_JWT_SECRET, PARLEY_JWT_KEYS)"
         ),
     };
     Ok(AuthConfig {
-        secret,
+        keys,
         ttl: Duration::from_secs(args.jwt_ttl.max(1)),
         cookie_secure: args.cookie_secure,
     })
@@ -206,6 +306,21 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         opts.mode(0o600);
     }
     opts.open(path)?.write_all(contents.as_bytes())
+}
+
+/// The OpenAPI document of every route of every role (each role serves
+/// all of it): built once from the handlers' annotations and the limits
+/// their parsers enforce.
+pub fn openapi() -> Arc<str> {
+    static DOC: OnceLock<Arc<str>> = OnceLock::new();
+    DOC.get_or_init(|| {
+        use utoipa::OpenApi;
+        let mut doc = parley_http_kit::api::shared();
+        doc.merge(parley_command_api::Doc::openapi());
+        doc.merge(parley_query_api::Doc::openapi());
+        doc.to_json().unwrap_or_default().into()
+    })
+    .clone()
 }
 
 /// Cancelled on SIGINT or SIGTERM.
@@ -250,12 +365,12 @@ pub fn signal_shutdown() -> CancellationToken {
 pub async fn serve_roles(
     roles: &[Role],
     backend: &BackendArgs,
-    auth: AuthConfig,
-    push: PushConfig,
+    config: ServeConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
-    grace: Duration,
 ) -> anyhow::Result<()> {
+    let grace = config.grace;
+    let http = config.http.clone();
     // Install the recorder before anything records.
     parley_http_kit::observe::prometheus();
     // The embedded backend opens at once or fails loudly (a bad data dir
@@ -270,17 +385,21 @@ pub async fn serve_roles(
         roles.to_vec(),
         backend.clone(),
         embedded,
-        (auth, push),
+        config,
         (app.clone(), last_attempt.clone()),
         shutdown.clone(),
-        grace,
     ));
     tracing::info!(?roles, addr = %listener.local_addr()?, "parley listening");
     let token = shutdown.clone();
-    let front = ops::deferred(app, server::finish(connecting::starting(last_attempt)));
-    server::serve(listener, front, async move { token.cancelled().await })
-        .await
-        .context("server failed")?;
+    let front = ops::deferred(
+        app,
+        server::finish(connecting::starting(last_attempt, openapi()), &http),
+    );
+    server::serve(listener, front, http.header_read_timeout, async move {
+        token.cancelled().await
+    })
+    .await
+    .context("server failed")?;
     shutdown.cancel();
     // Background work has `grace`; flushing the producer gets as long again.
     if tokio::time::timeout(grace * 2, bring_up).await.is_err() {
@@ -296,11 +415,11 @@ async fn bring_up(
     roles: Vec<Role>,
     args: BackendArgs,
     embedded: Option<Embedded>,
-    (auth, push): (AuthConfig, PushConfig),
+    config: ServeConfig,
     (app, last_attempt): (Arc<OnceLock<Router>>, connecting::LastAttempt),
     shutdown: CancellationToken,
-    grace: Duration,
 ) {
+    let grace = config.grace;
     let mut backoff = Backoff::default();
     let mut background = JoinSet::new();
     let ports = loop {
@@ -309,7 +428,7 @@ async fn bring_up(
                 Some(e) => Ports::embedded(e),
                 None => Ports::cluster(&args).await?,
             };
-            let router = build_roles(&roles, &ports, &auth, push, &shutdown, &mut background)
+            let router = build_roles(&roles, &ports, &config, &shutdown, &mut background)
                 .await
                 .map_err(backend::ConnectError::on("backend"))?;
             Ok::<_, backend::ConnectError>((ports, router))
@@ -320,7 +439,7 @@ async fn bring_up(
         };
         match outcome {
             Ok((ports, router)) => {
-                let _ = app.set(server::finish(router));
+                let _ = app.set(server::finish(router, &config.http));
                 tracing::info!(?roles, "parley ready");
                 break ports;
             }
@@ -357,34 +476,36 @@ async fn bring_up(
 async fn build_roles(
     roles: &[Role],
     ports: &Ports,
-    auth: &AuthConfig,
-    push: PushConfig,
+    config: &ServeConfig,
     shutdown: &CancellationToken,
     background: &mut JoinSet<()>,
 ) -> Result<Router, parley_domain::StoreError> {
+    let a = &config.auth;
     let auth = Arc::new(AuthState {
-        tokens: TokenService::new(&auth.secret, auth.ttl),
+        tokens: TokenService::new(&a.keys, a.ttl),
         revocations: ports.revocations.clone(),
         cookie: CookiePolicy {
-            secure: auth.cookie_secure,
-            max_age_secs: auth.ttl.as_secs(),
+            secure: a.cookie_secure,
+            max_age_secs: a.ttl.as_secs(),
         },
+        origins: config.http.allowed_origins.clone(),
     });
     let mut checks = ports.checks.clone();
     let mut app = Router::new();
     for role in roles {
-        let (router, check) = role_router(*role, ports, &auth, push, shutdown, background).await?;
+        let (router, check) =
+            role_router(*role, ports, &auth, config, shutdown, background).await?;
         app = app.merge(router);
         checks.extend(check);
     }
-    Ok(ops::router(Readiness { checks }).merge(app))
+    Ok(ops::router(Readiness { checks }, openapi()).merge(app))
 }
 
 async fn role_router(
     role: Role,
     ports: &Ports,
     auth: &Arc<AuthState>,
-    push: PushConfig,
+    config: &ServeConfig,
     shutdown: &CancellationToken,
     background: &mut JoinSet<()>,
 ) -> Result<(Router, Option<Arc<dyn HealthCheck>>), parley_domain::StoreError> {
@@ -393,7 +514,14 @@ async fn role_router(
             parley_command_api::router(CommandApi {
                 users: ports.users.clone(),
                 appender: ports.appender.clone(),
+                timelines: ports.timelines.clone(),
                 auth: auth.clone(),
+                guards: Arc::new(
+                    config
+                        .limits
+                        .guards()
+                        .map_err(parley_domain::StoreError::unexpected)?,
+                ),
             }),
             None,
         ),
@@ -417,12 +545,12 @@ async fn role_router(
         }
         Role::WsPush => {
             let end = ports.log.latest().await?;
-            let start = warm_start(&end, push.sync_memory_bytes);
+            let start = warm_start(&end, config.push.sync_memory_bytes);
             let hub = Arc::new(Hub::new(
                 ports.log.identity(),
                 start,
                 end,
-                push.sync_memory_bytes,
+                config.push.sync_memory_bytes,
             ));
             let ws = WsPush {
                 hub: hub.clone(),

@@ -213,3 +213,72 @@ async fn a_latency_run_whose_history_cannot_be_read_keeps_its_figures() {
     assert_eq!(l["push"]["count"], 100, "{l}");
     assert!(l["history_lag_ms"].is_null(), "{l}");
 }
+
+/// Against a server that limits sends, a closed-loop run counts the 429s,
+/// waits as told between them, and still accounts for every send.
+#[tokio::test]
+async fn a_run_against_limits_counts_the_refusals() {
+    let d = Deployment::new();
+    let p = Process::spawn(&["dev"], &d, &["--send-limit-per-user", "5/s"]).await;
+    p.client().await;
+    let url = format!("http://{}", p.addr);
+    let t = bench(
+        &url,
+        &[
+            "throughput",
+            "--seconds",
+            "2",
+            "--users",
+            "2",
+            "--concurrency",
+            "4",
+        ],
+    )
+    .await;
+    let limited = t["rate_limited"].as_u64().unwrap();
+    assert!(limited > 0, "{t}");
+    assert_eq!(t["statuses"]["429"].as_u64().unwrap(), limited, "{t}");
+    assert_eq!(t["statuses"]["202"], t["accepted"], "{t}");
+    // Waiting out each Retry-After (1 s) keeps the refusals few.
+    assert!(limited < 100, "{t}");
+}
+
+/// The login flood runs against a server with its default limits and
+/// accounts for both phases; the other user is answered throughout.
+#[tokio::test]
+async fn a_login_flood_run_reports_both_phases() {
+    let d = Deployment::new();
+    let p = Process::spawn(
+        &["dev"],
+        &d,
+        &[
+            "--login-limit-per-address",
+            "30/min",
+            "--login-limit-per-username",
+            "10/min",
+            "--hash-threads",
+            "1",
+        ],
+    )
+    .await;
+    p.client().await;
+    let url = format!("http://{}", p.addr);
+    let f = bench(
+        &url,
+        &[
+            "login-flood",
+            "--clients",
+            "8",
+            "--seconds",
+            "1",
+            "--rate",
+            "10",
+        ],
+    )
+    .await;
+    assert_eq!(f["idle"]["count"], 10, "{f}");
+    assert_eq!(f["flood"]["count"], 10, "{f}");
+    assert_eq!(f["other_failed"], 0, "{f}");
+    assert!(f["flood_statuses"]["429"].as_u64().unwrap() > 0, "{f}");
+    assert!(f["rss_growth_mib"].as_f64().is_some(), "{f}");
+}

@@ -139,21 +139,33 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_on(deployment: Deployment) -> TestApp {
-    spawn_app_with(deployment, parley::PushConfig::default()).await
+    spawn_app_with(deployment, |_| {}).await
 }
 
-/// [`spawn_app_on`] with ws-push settings of the test's choosing.
-pub async fn spawn_app_with(deployment: Deployment, push: parley::PushConfig) -> TestApp {
+/// The settings every in-process test server starts from.
+pub fn test_config() -> parley::ServeConfig {
+    parley::ServeConfig::new(parley::AuthConfig {
+        keys: parley_domain::config::JwtKeys::single(parley_domain::config::JwtSecret::new(
+            TEST_SECRET.as_bytes().to_vec(),
+        ))
+        .expect("test key"),
+        ttl: Duration::from_secs(3600),
+        cookie_secure: false,
+    })
+}
+
+/// A server whose settings `configure` changed from [`test_config`].
+pub async fn spawn_app_with(
+    deployment: Deployment,
+    configure: impl FnOnce(&mut parley::ServeConfig),
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let shutdown = CancellationToken::new();
-    let auth = parley::AuthConfig {
-        secret: parley_domain::config::JwtSecret::new(TEST_SECRET.as_bytes().to_vec()),
-        ttl: Duration::from_secs(3600),
-        cookie_secure: false,
-    };
+    let mut config = test_config();
+    configure(&mut config);
     let args = deployment.args();
     if args.backend == Backend::Cluster {
         parley::backend::migrate(&args)
@@ -162,17 +174,9 @@ pub async fn spawn_app_with(deployment: Deployment, push: parley::PushConfig) ->
     }
     let token = shutdown.clone();
     tokio::spawn(async move {
-        parley::serve_roles(
-            parley::ALL_ROLES,
-            &args,
-            auth,
-            push,
-            listener,
-            token,
-            Duration::from_secs(5),
-        )
-        .await
-        .expect("server");
+        parley::serve_roles(parley::ALL_ROLES, &args, config, listener, token)
+            .await
+            .expect("server");
     });
     let app = TestApp {
         addr,
@@ -508,6 +512,17 @@ impl Socket {
     }
 }
 
+/// Spawned processes start with every rate limit off, like the in-process
+/// servers: the suite registers and sends far faster than a person. A flag
+/// in `extra` still wins over these.
+const NO_RATE_LIMITS: &[&str] = &[
+    "PARLEY_LOGIN_LIMIT_PER_ADDRESS",
+    "PARLEY_LOGIN_LIMIT_PER_USERNAME",
+    "PARLEY_REGISTER_LIMIT_PER_ADDRESS",
+    "PARLEY_SEND_LIMIT_PER_USER",
+    "PARLEY_FRAME_LIMIT_PER_USER",
+];
+
 /// A `parley` process started from the built binary, for tests that kill
 /// or signal it.
 pub struct Process {
@@ -548,13 +563,49 @@ impl Process {
 
     /// `parley <command> --listen 127.0.0.1:0 <deployment flags> <extra>`.
     pub async fn spawn(command: &[&str], deployment: &Deployment, extra: &[&str]) -> Process {
-        let mut child = tokio::process::Command::new(binary())
+        Self::spawn_from(
+            tokio::process::Command::new(binary()),
+            command,
+            deployment,
+            extra,
+        )
+        .await
+    }
+
+    /// [`Process::spawn`] after the shell command `setup` (`ulimit -n 256`,
+    /// `umask 022`), which applies to the process.
+    pub async fn spawn_after(
+        setup: &str,
+        command: &[&str],
+        deployment: &Deployment,
+        extra: &[&str],
+    ) -> Process {
+        let mut sh = tokio::process::Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("{setup} && exec \"$0\" \"$@\""))
+            .arg(binary());
+        Self::spawn_from(sh, command, deployment, extra).await
+    }
+
+    async fn spawn_from(
+        mut cmd: tokio::process::Command,
+        command: &[&str],
+        deployment: &Deployment,
+        extra: &[&str],
+    ) -> Process {
+        let mut child = cmd
             .args(command)
             .args(["--listen", "127.0.0.1:0"])
             .args(deployment.flags())
             .args(extra)
             .env("PARLEY_JWT_SECRET", TEST_SECRET)
             .env("RUST_LOG", "warn")
+            .envs(NO_RATE_LIMITS.iter().map(|k| (k, "off")))
+            // A test that blocks its runtime (stopping Kafka, say) cannot
+            // notice the server closing its idle pooled connection, and
+            // would send its next request on it; 10 s is shorter than such
+            // a pause. The slow-client tests pass their own.
+            .env("PARLEY_HEADER_READ_TIMEOUT", "120")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

@@ -6,11 +6,14 @@
 
 mod auth;
 mod bench;
+mod browsers;
 mod helpers;
 mod history;
+mod limits;
 mod messages;
 mod ops;
 mod process;
+mod slow;
 mod socket;
 mod storm;
 mod sync;

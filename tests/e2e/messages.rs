@@ -142,26 +142,29 @@ async fn malformed_and_oversized_bodies() {
 }
 
 #[tokio::test]
-async fn repeating_a_client_id_returns_the_first_message() {
+async fn repeating_a_client_id_returns_the_first_message_and_other_content_is_a_conflict() {
     let app = spawn_app().await;
-    let (a, b) = (app.register("alice").await, app.register("bob").await);
-    let first = app
-        .post(
+    let (a, b, c) = (
+        app.register("alice").await,
+        app.register("bob").await,
+        app.register("carol").await,
+    );
+    let send = |to: &str, body: &str| {
+        app.post(
             "/v1/messages",
             Some(&a.token),
-            json!({"to": b.id, "body": "once", "client_id": "c-1"}),
+            json!({"to": to, "body": body, "client_id": "c-1"}),
         )
-        .await;
-    let again = app
-        .post(
-            "/v1/messages",
-            Some(&a.token),
-            json!({"to": b.id, "body": "twice?", "client_id": "c-1"}),
-        )
-        .await;
+    };
+    let first = send(&b.id, "once").await;
+    let again = send(&b.id, "once").await;
     assert_eq!(first.status, 202);
     assert_eq!(again.status, 202);
     assert_eq!(first.json()["message"], again.json()["message"]);
+    // The same id for another body or another recipient is refused, and
+    // the new message is not silently dropped behind a 202.
+    send(&b.id, "twice?").await.problem(409);
+    send(&c.id, "once").await.problem(409);
     // The same client_id from another sender is another message.
     let other = app
         .post(
@@ -175,6 +178,61 @@ async fn repeating_a_client_id_returns_the_first_message() {
     assert_eq!(h.len(), 2);
     assert_eq!(h.iter().filter(|m| m["body"] == "once").count(), 1);
     assert_eq!(h.iter().filter(|m| m["body"] == "twice?").count(), 0);
+    app.send(&a, &c, "after").await;
+    let with_carol = app.history_of_len(&a, &c, 1).await;
+    assert_eq!(with_carol.len(), 1, "nothing reached carol under c-1");
+}
+
+#[tokio::test]
+async fn a_read_marker_must_name_a_message_of_its_conversation() {
+    let app = spawn_app().await;
+    let (a, b, c) = (
+        app.register("alice").await,
+        app.register("bob").await,
+        app.register("carol").await,
+    );
+    for i in 0..2 {
+        app.send(&a, &b, &format!("m{i}")).await;
+    }
+    // Newer than everything Bob has: if taken, it would mark it all read.
+    let elsewhere = app.send(&a, &c, "to carol").await;
+    app.history_of_len(&a, &c, 1).await;
+    let path = format!("/v1/conversations/{}/read", a.id);
+    let r = app
+        .post(&path, Some(&b.token), json!({"up_to": elsewhere["id"]}))
+        .await;
+    assert_eq!(r.field_error(), "up_to");
+    // An id no message ever had (an hour old, so not one in flight).
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    let ghost = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, hour_ago, 0));
+    let r = app
+        .post(&path, Some(&b.token), json!({"up_to": ghost.to_string()}))
+        .await;
+    assert_eq!(r.field_error(), "up_to");
+    // Nothing was appended: Bob's two messages are still unread.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.inbox(&b).await["conversations"][0]["unread_count"], 2);
+    assert!(app
+        .history(&b, &a)
+        .await
+        .iter()
+        .all(|m| m["read_at"].is_null()));
+}
+
+/// A client marks read a message the moment it is accepted, before the
+/// read side has it: that is a valid marker, never a 422.
+#[tokio::test]
+async fn marking_read_a_message_just_accepted_is_not_refused() {
+    let app = spawn_app().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    for i in 0..20 {
+        let m = app.send(&a, &b, &format!("m{i}")).await;
+        app.mark_read(&b, &a, &m["id"]).await;
+    }
 }
 
 #[tokio::test]

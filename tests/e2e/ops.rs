@@ -34,6 +34,48 @@ async fn health_readiness_metrics_and_openapi() {
     }
     let spec = app.get("/openapi.json", None).await.json();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    // The limits the handlers enforce, from the constants they use.
+    use parley_domain::{ClientId, DisplayName, MessageBody, Password, Username};
+    let schema =
+        |name: &str, field: &str| spec["components"]["schemas"][name]["properties"][field].clone();
+    let register = |f| schema("RegisterBody", f);
+    assert_eq!(register("username")["pattern"], Username::PATTERN);
+    assert_eq!(register("password")["minLength"], Password::MIN_BYTES);
+    assert_eq!(register("password")["maxLength"], Password::MAX_BYTES);
+    assert!(register("password")["description"]
+        .as_str()
+        .unwrap()
+        .contains("BYTES"));
+    assert_eq!(register("display_name")["pattern"], DisplayName::PATTERN);
+    assert_eq!(
+        schema("SendBody", "body")["maxLength"],
+        MessageBody::MAX_CHARS
+    );
+    assert_eq!(schema("SendBody", "body")["pattern"], MessageBody::PATTERN);
+    assert_eq!(
+        schema("SendBody", "client_id")["pattern"],
+        ClientId::PATTERN
+    );
+    let history = &spec["paths"]["/v1/conversations/{peer_id}/messages"]["get"]["parameters"];
+    let limit = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"], 200);
+    // The socket's frames, sync tokens and all.
+    let frames = serde_json::to_string(&spec["components"]["schemas"]["ServerFrame"]).unwrap();
+    for kind in ["ready", "message", "delivered", "read", "synced", "error"] {
+        assert!(
+            frames.contains(&format!("\"{kind}\"")),
+            "ServerFrame lacks {kind}"
+        );
+    }
+    assert!(spec["paths"]["/v1/ws"]["get"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("4409"));
     let paths = spec["paths"].as_object().unwrap();
     for (path, method) in [
         ("/v1/auth/register", "post"),
@@ -155,4 +197,41 @@ async fn no_response_leaks_a_password_or_hash() {
             assert!(v.pointer("/user/password").is_none());
         }
     }
+}
+
+/// Made-up methods and paths add no metric series: 500 requests with long
+/// random methods leave `/metrics` the size it was.
+#[tokio::test]
+async fn metric_labels_come_from_a_closed_set() {
+    let d = crate::helpers::Deployment::new();
+    let p = crate::helpers::Process::start(&d).await;
+    let app = p.client().await;
+    let odd = |i: usize| {
+        let name: String = (0..64)
+            .map(|k| char::from(b'A' + ((i * 31 + k * 7) % 26) as u8))
+            .collect();
+        reqwest::Method::from_bytes(name.as_bytes()).unwrap()
+    };
+    let path = |i: usize| format!("/v1/nothing-{i}-{}", "x".repeat(200));
+    // One of each first (and a scrape), so the series they fall into exist.
+    let _ = app.call(odd(0), &path(0), None, None).await;
+    let _ = app.call(odd(0), "/v1/messages", None, None).await;
+    let _ = app.get("/metrics", None).await;
+    let before = app.get("/metrics", None).await.text.len();
+    for i in 1..=500 {
+        let target = if i % 2 == 0 {
+            path(i)
+        } else {
+            "/v1/messages".to_owned()
+        };
+        let r = app.call(odd(i), &target, None, None).await;
+        assert!(r.status.is_client_error(), "{}", r.status);
+    }
+    let after = app.get("/metrics", None).await;
+    assert!(
+        after.text.len() < before + 2048,
+        "/metrics grew from {before} to {} bytes",
+        after.text.len()
+    );
+    assert!(after.text.contains(r#"method="other""#));
 }

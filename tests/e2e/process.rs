@@ -183,3 +183,134 @@ async fn migrate_creates_the_schema() {
         }
     }
 }
+
+/// Under a umask that lets everyone read new files, the data files (and
+/// one left world-readable by an older version) are the owner's alone.
+#[cfg(unix)]
+#[tokio::test]
+async fn data_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Deployment::new();
+    let embedded = d.backend == parley::cli::Backend::Embedded;
+    if embedded {
+        let old = d.dir.path().join("parley.db");
+        std::fs::write(&old, b"").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    // Without a secret, `dev` generates one into the data dir.
+    let p = Process::spawn_after("umask 022 && unset PARLEY_JWT_SECRET", &["dev"], &d, &[]).await;
+    let app = p.client().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    app.send(&a, &b, "private").await;
+    app.history_of_len(&b, &a, 1).await;
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(d.dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert_eq!(mode & 0o077, 0, "{name} is {:o}", mode & 0o777);
+        seen.push(name);
+    }
+    seen.sort();
+    let expected: &[&str] = if embedded {
+        &[
+            "jwt-secret",
+            "log.db",
+            "log.db-shm",
+            "log.db-wal",
+            "parley.db",
+            "parley.db-shm",
+            "parley.db-wal",
+        ]
+    } else {
+        // The cluster keeps its data elsewhere.
+        &["jwt-secret"]
+    };
+    assert_eq!(seen, expected);
+}
+
+/// The `kid` a token's header names.
+fn kid(token: &str) -> String {
+    use base64::Engine;
+    let head = token.split('.').next().unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .unwrap();
+    serde_json::from_slice::<Value>(&json).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// `parley dev` with these JWT keys (and no secret).
+async fn start_with_keys(d: &Deployment, keys: String) -> (Process, crate::helpers::TestApp) {
+    let p = Process::spawn_after(
+        "unset PARLEY_JWT_SECRET",
+        &["dev"],
+        d,
+        &["--jwt-keys", &keys],
+    )
+    .await;
+    let app = p.client().await;
+    (p, app)
+}
+
+/// A key put in front of the old one signs new tokens while the old one's
+/// tokens keep working; tokens of a key the server does not hold (another
+/// id, or a known id with another secret) are refused, and so are the old
+/// key's once it is removed.
+#[tokio::test]
+async fn jwt_keys_rotate_without_logging_anyone_out() {
+    const OLD: &str = "old=0123456789abcdef0123456789abcdef";
+    const NEW: &str = "new=fedcba9876543210fedcba9876543210";
+    let d = Deployment::new();
+    let (mut first, app) = start_with_keys(&d, OLD.into()).await;
+    let alice = app.register("alice").await;
+    assert_eq!(kid(&alice.token), "old");
+    first.child.start_kill().unwrap();
+    first.child.wait().await.unwrap();
+
+    let (_rotated, app) = start_with_keys(&d, format!("{NEW},{OLD}")).await;
+    assert_eq!(app.get("/v1/me", Some(&alice.token)).await.status, 200);
+    let again = app
+        .post(
+            "/v1/auth/login",
+            None,
+            serde_json::json!({"username": "alice", "password": crate::helpers::PASSWORD}),
+        )
+        .await;
+    let fresh = again.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(kid(&fresh), "new");
+    assert_eq!(app.get("/v1/me", Some(&fresh)).await.status, 200);
+
+    // Tokens from servers holding other keys.
+    for keys in [
+        "stranger=0123456789abcdef0123456789abcdef",
+        "old=another-secret-another-secret-xx",
+    ] {
+        let elsewhere = Deployment::new();
+        let (_p, other) = start_with_keys(&elsewhere, keys.into()).await;
+        let foreign = other.register("mallory").await;
+        app.get("/v1/me", Some(&foreign.token)).await.problem(401);
+    }
+    drop(_rotated);
+
+    let (_retired, app) = start_with_keys(&d, NEW.into()).await;
+    app.get("/v1/me", Some(&alice.token)).await.problem(401);
+    assert_eq!(app.get("/v1/me", Some(&fresh)).await.status, 200);
+}
+
+#[tokio::test]
+async fn jwt_keys_and_secret_are_not_both_accepted() {
+    let d = Deployment::new();
+    let out = tokio::process::Command::new(binary())
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .args(d.flags())
+        .args(["--jwt-keys", "k=0123456789abcdef0123456789abcdef"])
+        .env("PARLEY_JWT_SECRET", crate::helpers::TEST_SECRET)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
+}

@@ -34,11 +34,12 @@ struct Storm {
     senders: Vec<User>,
     pushes: Vec<TestApp>,
     commands: Vec<TestApp>,
-    /// Set once every send is accepted: no read is posted after.
+    /// Set once every send is accepted.
     quiet: AtomicBool,
-    /// Set once `quiet` is and no read is being posted either: a device
-    /// that has everything by then has everything.
-    settled: AtomicBool,
+    /// Set once device 0, the one that marks messages read as they come,
+    /// has every message: no read is posted after, so a device that has
+    /// everything by then has everything.
+    reads_final: AtomicBool,
     /// Read receipts device 0 posted and had accepted: (sender, up_to).
     /// Held while one is being posted.
     reads: tokio::sync::Mutex<Vec<(usize, String)>>,
@@ -102,7 +103,7 @@ async fn a_recipient_whose_devices_drop_at_random_sees_everything_once_in_order(
         pushes,
         commands,
         quiet: AtomicBool::new(false),
-        settled: AtomicBool::new(false),
+        reads_final: AtomicBool::new(false),
         reads: tokio::sync::Mutex::new(Vec::new()),
         reads_posted: AtomicUsize::new(0),
     });
@@ -132,8 +133,6 @@ async fn a_recipient_whose_devices_drop_at_random_sees_everything_once_in_order(
         s.await.expect("a sender failed");
     }
     storm.quiet.store(true, Ordering::SeqCst);
-    drop(storm.reads.lock().await);
-    storm.settled.store(true, Ordering::SeqCst);
     let mut outcomes = Vec::new();
     for d in devices {
         outcomes.push(
@@ -199,8 +198,12 @@ async fn run_device(storm: Arc<Storm>, device: usize, since: String) -> Seen {
     let total = SENDERS * PER_SENDER;
     let mut settled_at = None;
     loop {
-        let settled = storm.settled.load(Ordering::SeqCst);
-        if settled && settled_at.is_none() {
+        if device == 0 && seen.total_messages() == total {
+            storm.reads_final.store(true, Ordering::SeqCst);
+        }
+        let settled =
+            storm.quiet.load(Ordering::SeqCst) && storm.reads_final.load(Ordering::SeqCst);
+        if storm.quiet.load(Ordering::SeqCst) && settled_at.is_none() {
             settled_at = Some(std::time::Instant::now());
         }
         // A device still missing something a minute after the last send
@@ -319,7 +322,7 @@ async fn mark_read(storm: &Storm, sender: usize, up_to: &str) {
     let mut reads = storm.reads.lock().await;
     // Each read moves the marker forward: a repeat would be a read of
     // its own, which this test does not track.
-    if storm.quiet.load(Ordering::SeqCst) || reads.iter().any(|(_, u)| u == up_to) {
+    if reads.iter().any(|(_, u)| u == up_to) {
         return;
     }
     let app = &storm.commands[sender % storm.commands.len()];

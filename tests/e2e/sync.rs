@@ -20,9 +20,11 @@ use crate::helpers::{
 /// older part of a backlog from the store, the rest from memory).
 const MEMORIES: [(&str, u64); 3] = [("memory", 64 * 1024), ("store", 0), ("both", 8)];
 
-fn push(kib: u64) -> PushConfig {
-    PushConfig {
-        sync_memory_bytes: (kib * 1024) as usize,
+fn push(kib: u64) -> impl FnOnce(&mut parley::ServeConfig) {
+    move |c| {
+        c.push = PushConfig {
+            sync_memory_bytes: (kib * 1024) as usize,
+        }
     }
 }
 

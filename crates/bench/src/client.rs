@@ -96,16 +96,33 @@ impl Target {
         users.into_iter().collect()
     }
 
+    /// Registers one user, waiting as told when the server is busy (503)
+    /// or briefly rate-limits (429).
     pub async fn register(&self, username: &str) -> anyhow::Result<User> {
-        let r = self
-            .http
-            .post(format!("{}/v1/auth/register", self.url))
-            .json(&json!({"username": username, "password": PASSWORD}))
-            .send()
-            .await
-            .context("register")?;
-        let status = r.status();
-        let body: Value = r.json().await.context("register body")?;
+        let mut tries = 0;
+        let (status, body) = loop {
+            let r = self
+                .http
+                .post(format!("{}/v1/auth/register", self.url))
+                .json(&json!({"username": username, "password": PASSWORD}))
+                .send()
+                .await
+                .context("register")?;
+            let status = r.status();
+            let wait = retry_after(r.headers());
+            let body: Value = r.json().await.context("register body")?;
+            tries += 1;
+            match (status.as_u16(), wait) {
+                (429 | 503, Some(wait)) if tries < 20 && wait <= MAX_REGISTER_WAIT => {
+                    tokio::time::sleep(wait).await;
+                }
+                (429, _) => bail!(
+                    "register {username}: 429 {body}: the server rate-limits registrations; \
+                     benchmark one started with --register-limit-per-address off"
+                ),
+                _ => break (status, body),
+            }
+        };
         if status != 201 {
             bail!("register {username}: {status} {body}");
         }
@@ -125,13 +142,25 @@ impl Target {
         body: &str,
         want_id: bool,
     ) -> (u16, Option<String>) {
+        let (status, id, _) = self.send_full(from, to, body, want_id).await;
+        (status, id)
+    }
+
+    /// [`Target::send`], with the `Retry-After` of a 429 or 503.
+    pub async fn send_full(
+        &self,
+        from: &User,
+        to: &User,
+        body: &str,
+        want_id: bool,
+    ) -> (u16, Option<String>, Option<Duration>) {
         let json = format!(r#"{{"to":"{}","body":"{body}"}}"#, to.id);
         let answer = match self.hot.post_json("/v1/messages", &from.token, &json).await {
             Ok(a) => a,
-            Err(_) => return (0, None),
+            Err(_) => return (0, None, None),
         };
         if answer.status != 202 || !want_id {
-            return (answer.status, None);
+            return (answer.status, None, answer.retry_after);
         }
         #[derive(serde::Deserialize)]
         struct Accepted<'a> {
@@ -145,7 +174,7 @@ impl Target {
         let id = serde_json::from_slice::<Accepted>(&answer.body)
             .ok()
             .map(|a| a.message.id.to_owned());
-        (answer.status, id)
+        (answer.status, id, None)
     }
 
     /// An authenticated socket that has seen its `ready` frame. Sockets go
@@ -237,6 +266,22 @@ impl Target {
             .reduce(|a, b| a + b)
             .ok_or_else(|| anyhow!("{base}/metrics has no {name}"))
     }
+}
+
+/// Longest `Retry-After` registering waits out; a longer one means the
+/// server limits registrations, and the run stops and says so.
+const MAX_REGISTER_WAIT: Duration = Duration::from_secs(5);
+
+/// A `Retry-After` in seconds.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 /// Closes a socket politely.

@@ -28,6 +28,8 @@ const MAX_ANSWER: usize = 1024 * 1024;
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// `Retry-After` in seconds, when the server sent one (429, 503).
+    pub retry_after: Option<Duration>,
 }
 
 /// Keep-alive connections to one server, reused last-in first-out so the
@@ -62,6 +64,11 @@ impl Pool {
         }
     }
 
+    /// `POST path` with a JSON body and no token.
+    pub async fn post_public(&self, path: &str, json: &str) -> anyhow::Result<Answer> {
+        self.request("POST", path, "", Some(json)).await
+    }
+
     /// `POST path` with a JSON body and a bearer token.
     pub async fn post_json(&self, path: &str, token: &str, json: &str) -> anyhow::Result<Answer> {
         self.request("POST", path, token, Some(json)).await
@@ -82,25 +89,30 @@ impl Pool {
         json: Option<&str>,
     ) -> anyhow::Result<Answer> {
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let reused = idle.is_some();
         let mut conn = match idle {
             Some(c) => c,
-            None => {
-                let stream = TcpStream::connect(self.addr)
-                    .await
-                    .with_context(|| format!("connect to {}", self.addr))?;
-                stream.set_nodelay(true)?;
-                Conn {
-                    stream,
-                    buf: Vec::with_capacity(1024),
-                }
-            }
+            None => self.connect().await?,
         };
-        let (answer, keep) = tokio::time::timeout(
+        let mut exchanged = tokio::time::timeout(
             self.timeout,
             conn.exchange(&self.host, method, &self.prefix, path, token, json),
         )
         .await
-        .context("no answer in time")??;
+        .context("no answer in time")?;
+        // The server closes connections left idle past its header timeout;
+        // one that ends before a byte of the answer did not take the
+        // request, which goes again on a fresh connection.
+        if reused && matches!(&exchanged, Err(e) if e.is::<Unanswered>()) {
+            conn = self.connect().await?;
+            exchanged = tokio::time::timeout(
+                self.timeout,
+                conn.exchange(&self.host, method, &self.prefix, path, token, json),
+            )
+            .await
+            .context("no answer in time")?;
+        }
+        let (answer, keep) = exchanged?;
         if keep {
             if let Ok(mut v) = self.idle.lock() {
                 v.push(conn);
@@ -109,6 +121,31 @@ impl Pool {
         Ok(answer)
     }
 }
+
+impl Pool {
+    async fn connect(&self) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .with_context(|| format!("connect to {}", self.addr))?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+}
+
+/// The connection ended before any of the answer arrived.
+#[derive(Debug)]
+struct Unanswered;
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed before the answer")
+    }
+}
+
+impl std::error::Error for Unanswered {}
 
 impl Conn {
     /// One request and its answer; also whether the connection may be
@@ -126,8 +163,11 @@ impl Conn {
         self.buf.clear();
         write!(
             self.buf,
-            "{method} {prefix}{path} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\n"
+            "{method} {prefix}{path} HTTP/1.1\r\nhost: {host}\r\n"
         )?;
+        if !token.is_empty() {
+            write!(self.buf, "authorization: Bearer {token}\r\n")?;
+        }
         match json {
             Some(json) => write!(
                 self.buf,
@@ -142,8 +182,12 @@ impl Conn {
             if self.buf.len() >= MAX_ANSWER {
                 bail!("answer head larger than {MAX_ANSWER} bytes");
             }
-            if read_more(&mut self.stream, &mut self.buf).await? == 0 {
-                bail!("connection closed before the answer");
+            match read_more(&mut self.stream, &mut self.buf).await {
+                Ok(0) if self.buf.is_empty() => return Err(Unanswered.into()),
+                Err(_) if self.buf.is_empty() => return Err(Unanswered.into()),
+                Ok(0) => bail!("connection closed inside the answer head"),
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
             }
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut head = httparse::Response::new(&mut headers);
@@ -152,12 +196,18 @@ impl Conn {
             };
             let status = head.code.unwrap_or(0);
             let mut length = None;
+            let mut retry_after = None;
             let mut keep = head.version == Some(1);
             for h in head.headers.iter() {
                 if h.name.eq_ignore_ascii_case("content-length") {
                     length = std::str::from_utf8(h.value)
                         .ok()
                         .and_then(|v| v.trim().parse::<usize>().ok());
+                } else if h.name.eq_ignore_ascii_case("retry-after") {
+                    retry_after = std::str::from_utf8(h.value)
+                        .ok()
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
                 } else if h.name.eq_ignore_ascii_case("connection") {
                     keep &= !h.value.eq_ignore_ascii_case(b"close");
                 }
@@ -177,7 +227,14 @@ impl Conn {
             // mean the stream is out of step.
             keep &= self.buf.len() == head_len + length;
             let body = self.buf[head_len..head_len + length].to_vec();
-            return Ok((Answer { status, body }, keep));
+            return Ok((
+                Answer {
+                    status,
+                    body,
+                    retry_after,
+                },
+                keep,
+            ));
         }
     }
 }
@@ -270,6 +327,29 @@ mod tests {
             "a body cut short is an error"
         );
         assert_eq!(idle(&pool), 0);
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_the_server_closed_meanwhile_is_replaced() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            // Answers once and closes; then answers on a new connection.
+            for status in ["200 OK", "429 Too Many Requests"] {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await.unwrap();
+                let answer =
+                    format!("HTTP/1.1 {status}\r\nretry-after: 3\r\ncontent-length: 0\r\n\r\n");
+                s.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        let pool = Pool::new(addr, addr.to_string(), String::new());
+        assert_eq!(pool.get("/x", "t").await.unwrap().status, 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let a = pool.get("/x", "t").await.unwrap();
+        assert_eq!(a.status, 429);
+        assert_eq!(a.retry_after, Some(Duration::from_secs(3)));
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! what it measured (a table, or `--json`). Progress goes to stderr.
 
 mod client;
+mod flood;
 mod history;
 mod http1;
 mod latency;
@@ -114,6 +115,19 @@ pub enum Mode {
         #[arg(long)]
         restart_cmd: String,
     },
+    /// Clients try wrong passwords as fast as they are answered while
+    /// another user's sends and history pages are timed (and first timed
+    /// without the flood); reports both p99s and the server's RSS growth.
+    LoginFlood {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Length of each phase (without, then with the flood).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The other user's requests per second.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+    },
     /// Opens as many idle authenticated sockets as asked (or as the
     /// machine allows) and reports the server's memory per socket.
     Sockets {
@@ -193,6 +207,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "reconnect",
             reconnect::run(&target, &run_id, sockets, users, &restart_cmd).await?,
         ),
+        Mode::LoginFlood {
+            clients,
+            seconds,
+            rate,
+        } => (
+            "login-flood",
+            flood::run(&target, &run_id, clients, seconds, rate).await?,
+        ),
         Mode::Sockets {
             sockets,
             users,
@@ -253,13 +275,18 @@ async fn throughput(
                 let from = fastrand::usize(..users.len());
                 let to = (from + 1 + fastrand::usize(..users.len() - 1)) % users.len();
                 let t = std::time::Instant::now();
-                let (status, _) = target
-                    .send(&users[from], &users[to], &format!("t{i}"), false)
+                let (status, _, wait) = target
+                    .send_full(&users[from], &users[to], &format!("t{i}"), false)
                     .await;
                 let _ = h.record((t.elapsed().as_micros() as u64).max(1));
                 *statuses.entry(status).or_insert(0u64) += 1;
                 accepted += u64::from(status == 202);
                 i += 1;
+                // A closed loop waits as told rather than hammer a server
+                // that limits or sheds load; the refusals are counted.
+                if let (429 | 503, Some(wait)) = (status, wait) {
+                    tokio::time::sleep(wait.min(deadline - tokio::time::Instant::now())).await;
+                }
             }
             (h, statuses, accepted)
         })
@@ -284,6 +311,7 @@ async fn throughput(
     );
     r.count("accepted", "accepted sends", accepted);
     r.statuses("statuses", "answers by status", &statuses);
+    refusal_rows(&mut r, &statuses);
     r.latency("http", "send round trip", &h);
     r.count("concurrency", "connections", concurrency as u64);
     Ok(r)
@@ -364,10 +392,19 @@ fn step_rows(r: &mut Report, s: &latency::Step, sockets: usize) {
     r.count("offered", "sends offered", s.offered);
     r.count("accepted", "sends accepted (202)", s.accepted);
     r.statuses("statuses", "answers by status", &s.statuses);
+    refusal_rows(r, &s.statuses);
     r.latency("push", "send → push (recipient sockets)", &s.push);
     r.latency("http", "send round trip", &s.http);
     r.count("drops", "accepted but never pushed", s.drops);
     r.count("duplicates", "pushed twice to one socket", s.duplicates);
+}
+
+/// Sends the server refused as too many (429) or shed as busy (503): a
+/// run with either measured the server's limits, not its speed.
+fn refusal_rows(r: &mut Report, statuses: &std::collections::BTreeMap<u16, u64>) {
+    let n = |s| statuses.get(&s).copied().unwrap_or(0);
+    r.count("rate_limited", "refused as too many (429)", n(429));
+    r.count("busy", "shed as busy (503)", n(503));
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -423,9 +460,10 @@ async fn saturate(
             s.drops,
             if held { "held" } else { "did not hold" }
         );
+        let n = |code| s.statuses.get(&code).copied().unwrap_or(0);
         steps.push(serde_json::json!({
             "rate": rate, "accepted": s.accepted, "offered": s.offered, "p99_ms": p99,
-            "drops": s.drops, "held": held,
+            "drops": s.drops, "held": held, "rate_limited": n(429), "busy": n(503),
         }));
         if !held {
             break;

@@ -1,6 +1,6 @@
 //! Sending messages and marking conversations read.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::{
     extract::{Path, State},
@@ -11,27 +11,42 @@ use axum::{
 use parley_domain::{
     commands::{decide_read, ensure_sender, SendMessage, SendRejected},
     ports::Appended,
-    Event, Message, Timestamp,
+    ConversationId, Event, Message, MessageId, Timestamp, ValidationError,
 };
-use parley_http_kit::{extract::from_value, lookup, AppJson, Caller, Problem};
+use parley_http_kit::{
+    api, api::PeerPath, api::ProblemDoc, extract::from_value, lookup, AppJson, Caller, Problem,
+};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::CommandApi;
 
-#[derive(Deserialize)]
+/// The sender is always the caller: a `from` or `sender_id` naming anyone
+/// else is a 403.
+#[derive(Deserialize, ToSchema)]
 pub struct SendBody {
+    /// The recipient: an existing user (404 otherwise), not the caller
+    /// (422).
+    #[schema(schema_with = api::uuid)]
     to: String,
+    #[schema(schema_with = api::message_body)]
     body: String,
+    #[schema(schema_with = api::client_id)]
     client_id: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Accepted<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Accepted)]
+pub(crate) struct Accepted<'a> {
+    #[schema(value_type = api::MessageDoc)]
     message: &'a Message,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ReadBody {
+    /// A message of this conversation (422 otherwise); everything up to
+    /// it is read.
+    #[schema(schema_with = api::uuid)]
     up_to: String,
 }
 
@@ -50,6 +65,26 @@ fn outcome(label: &'static str, started: Instant) {
         .record(started.elapsed().as_secs_f64());
 }
 
+/// Send a message; 202 once it is durable in the log.
+#[utoipa::path(post, path = "/v1/messages", tag = "messages",
+    request_body = SendBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 202, description = "Accepted and durable", body = Accepted),
+        (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The body names another sender, or a cookie-authenticated request from a foreign origin", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "The recipient does not exist", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The client_id was used for another message", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Body not `application/json`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks its rule; `errors[].field` names it", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many sends by this user; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+        (status = 503, description = "A backend is unavailable; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+    ))]
 #[tracing::instrument(name = "send", skip_all, fields(from = %caller.user_id))]
 pub async fn send(
     State(api): State<CommandApi>,
@@ -57,6 +92,10 @@ pub async fn send(
     AppJson(raw): AppJson<serde_json::Value>,
 ) -> Result<Response, Problem> {
     let started = Instant::now();
+    if let Err(limited) = api.guards.sends_per_user.check(&caller.user_id) {
+        outcome("limited", started);
+        return Err(limited.into());
+    }
     let result = send_inner(&api, caller.user_id, raw).await;
     match &result {
         Ok((_, Appended::New(_))) => outcome("accepted", started),
@@ -91,10 +130,17 @@ async fn send_inner(
     if api.users.by_id(cmd.to).await?.is_none() {
         return Err(Problem::not_found("the recipient does not exist"));
     }
+    // Kept to tell a retry from another message under the same client_id.
+    let retry_of = cmd.client_id.is_some().then(|| cmd.clone());
     let appended = api.appender.append(cmd.into_pending()).await?;
-    match &appended.event().event {
-        Event::MessageSent(m) => Ok((m.to_message(), appended)),
-        other => {
+    match (&appended.event().event, &appended, retry_of) {
+        (Event::MessageSent(first), Appended::Duplicate(_), Some(cmd)) if !cmd.repeats(first) => {
+            Err(Problem::conflict(
+                "this client_id was used for another message; use a new client_id for a new message",
+            ))
+        }
+        (Event::MessageSent(m), _, _) => Ok((m.to_message(), appended)),
+        (other, _, _) => {
             tracing::error!(
                 kind = other.type_name(),
                 "send de-duplicated to a non-message event"
@@ -104,6 +150,24 @@ async fn send_inner(
     }
 }
 
+/// Mark the conversation read up to a message.
+#[utoipa::path(post, path = "/v1/conversations/{peer_id}/read", tag = "messages",
+    params(PeerPath),
+    request_body = ReadBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 202, description = "Accepted and durable"),
+        (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie-authenticated from a foreign origin", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Body not `application/json`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`up_to` is not a message of this conversation, or the peer is the caller", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable, or the message is too new to be seen yet; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+    ))]
 #[tracing::instrument(name = "mark_read", skip_all, fields(reader = %caller.user_id))]
 pub async fn mark_read(
     State(api): State<CommandApi>,
@@ -113,7 +177,62 @@ pub async fn mark_read(
 ) -> Result<Response, Problem> {
     let peer = lookup::peer(api.users.as_ref(), &peer_id).await?;
     let pending = decide_read(caller.user_id, peer.id, &body.up_to, Timestamp::now())?;
+    let up_to = MessageId::parse("up_to", &body.up_to)?;
+    ensure_in_conversation(
+        &api,
+        up_to,
+        ConversationId::between(caller.user_id, peer.id),
+    )
+    .await?;
     api.appender.append(pending).await?;
     metrics::counter!("parley_read_markers_total").increment(1);
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// How long a read marker waits for the read side to show a message it
+/// does not show yet, and how young (by its id's time) such a message must
+/// be to be waited for.
+const READ_SIDE_WAIT: Duration = Duration::from_secs(2);
+const READ_SIDE_LAG: Duration = Duration::from_secs(30);
+
+/// 422 unless `up_to` is a message of `conversation`. The read side is the
+/// only place that knows which conversation a message id belongs to, and
+/// it trails the log: a client may mark read a message it got 202 for a
+/// moment ago, before the projector wrote it. So an id the read side does
+/// not know yet, but young enough to be such a message, is looked up again
+/// for up to [`READ_SIDE_WAIT`]; if it is still missing the answer is 503
+/// + Retry-After (retry), not 422. An unknown old id is refused at once.
+async fn ensure_in_conversation(
+    api: &CommandApi,
+    up_to: MessageId,
+    conversation: ConversationId,
+) -> Result<(), Problem> {
+    let not_ours = || {
+        Problem::invalid(ValidationError::new(
+            "up_to",
+            "is not a message of this conversation",
+        ))
+    };
+    let age_ms = Timestamp::now().millis() - up_to.timestamp().millis();
+    let young = age_ms < READ_SIDE_LAG.as_millis() as i64;
+    let deadline = tokio::time::Instant::now() + READ_SIDE_WAIT;
+    let mut nap = Duration::from_millis(5);
+    loop {
+        match api.timelines.message(up_to).await? {
+            Some(m) if m.conversation_id == conversation => return Ok(()),
+            Some(_) => return Err(not_ours()),
+            None if !young => return Err(not_ours()),
+            None if tokio::time::Instant::now() >= deadline => {
+                metrics::counter!("parley_read_markers_not_visible_total").increment(1);
+                return Err(Problem::busy(
+                    "that message is not visible yet; retry shortly",
+                    Duration::from_secs(1),
+                ));
+            }
+            None => {
+                tokio::time::sleep(nap).await;
+                nap = (nap * 2).min(Duration::from_millis(200));
+            }
+        }
+    }
 }

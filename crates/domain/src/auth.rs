@@ -4,12 +4,14 @@ use argon2::{
     password_hash::{rand_core::OsRng, PasswordHasher, PasswordVerifier, SaltString},
     Argon2,
 };
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 use std::{sync::OnceLock, time::Duration};
 use uuid::Uuid;
 
-use crate::{config::JwtSecret, ids::UserId, time::Timestamp, user::Password, user::PasswordHash};
+use crate::{config::JwtKeys, ids::UserId, time::Timestamp, user::Password, user::PasswordHash};
 
 #[derive(Serialize, Deserialize)]
 struct Claims {
@@ -33,11 +35,14 @@ pub struct Session {
     pub expires_at: i64,
 }
 
-/// Issues and verifies HS256 session tokens.
+/// Issues and verifies HS256 session tokens. Tokens name the key that
+/// signed them (`kid`); one naming a key this service does not hold is
+/// refused. A token without a `kid` (issued before keys had ids) is tried
+/// against every key.
 #[derive(Clone)]
 pub struct TokenService {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    signing: (String, EncodingKey),
+    decoding: std::sync::Arc<[(String, DecodingKey)]>,
     validation: Validation,
     ttl: Duration,
     /// Tokens already verified. A client sends the same token with every
@@ -59,13 +64,17 @@ impl std::fmt::Debug for TokenService {
 }
 
 impl TokenService {
-    pub fn new(secret: &JwtSecret, ttl: Duration) -> Self {
+    pub fn new(keys: &JwtKeys, ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        let (kid, secret) = keys.signing();
         Self {
-            encoding: EncodingKey::from_secret(secret.expose()),
-            decoding: DecodingKey::from_secret(secret.expose()),
+            signing: (kid.to_owned(), EncodingKey::from_secret(secret.expose())),
+            decoding: keys
+                .iter()
+                .map(|(kid, s)| (kid.to_owned(), DecodingKey::from_secret(s.expose())))
+                .collect(),
             validation,
             ttl,
             verified: Default::default(),
@@ -87,7 +96,9 @@ impl TokenService {
             iat: now,
             exp,
         };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.signing.0.clone());
+        let token = encode(&header, &claims, &self.signing.1)?;
         Ok((
             token,
             Session {
@@ -111,7 +122,12 @@ impl TokenService {
             // The same leeway as the full check.
             return (session.expires_at + self.validation.leeway as i64 >= now).then_some(session);
         }
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
+        let kid = decode_header(token).ok()?.kid;
+        let data = self
+            .decoding
+            .iter()
+            .filter(|(k, _)| kid.as_deref().is_none_or(|kid| kid == k))
+            .find_map(|(_, key)| decode::<Claims>(token, key, &self.validation).ok())?;
         let user_id = UserId::parse("sub", &data.claims.sub).ok()?;
         let session = Session {
             user_id,
@@ -164,12 +180,73 @@ pub fn verify_password(password: &Password, hash: Option<&PasswordHash>) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::JwtSecret;
+
+    fn keys(spec: &str) -> JwtKeys {
+        JwtKeys::parse(spec).unwrap()
+    }
 
     fn svc() -> TokenService {
         TokenService::new(
-            &JwtSecret::new(b"0123456789abcdef0123456789abcdef".to_vec()),
+            &keys("default=0123456789abcdef0123456789abcdef"),
             Duration::from_secs(60),
         )
+    }
+
+    #[test]
+    fn tokens_name_their_key_and_survive_a_rotation() {
+        let old = TokenService::new(
+            &keys("k1=0123456789abcdef0123456789abcdef"),
+            Duration::from_secs(60),
+        );
+        let (tok, session) = old.issue(UserId::new()).unwrap();
+        assert_eq!(decode_header(&tok).unwrap().kid.as_deref(), Some("k1"));
+        let rotated = TokenService::new(
+            &keys("k2=fedcba9876543210fedcba9876543210,k1=0123456789abcdef0123456789abcdef"),
+            Duration::from_secs(60),
+        );
+        assert_eq!(rotated.verify(&tok), Some(session));
+        let (new, _) = rotated.issue(UserId::new()).unwrap();
+        assert_eq!(decode_header(&new).unwrap().kid.as_deref(), Some("k2"));
+        assert!(
+            old.verify(&new).is_none(),
+            "k2 is unknown to the old service"
+        );
+        // The same secret under another id does not verify it either.
+        let renamed = TokenService::new(
+            &keys("k9=0123456789abcdef0123456789abcdef"),
+            Duration::from_secs(60),
+        );
+        assert!(renamed.verify(&tok).is_none());
+    }
+
+    #[test]
+    fn a_token_from_before_key_ids_is_tried_against_every_key() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let claims = Claims {
+            sub: UserId::new().to_string(),
+            jti: "j".into(),
+            iat: Timestamp::now().millis() / 1000,
+            exp: Timestamp::now().millis() / 1000 + 60,
+        };
+        let legacy = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap();
+        let rotated = TokenService::new(
+            &JwtKeys::new(vec![
+                (
+                    "k2".into(),
+                    JwtSecret::new(b"fedcba9876543210fedcba9876543210".to_vec()),
+                ),
+                ("default".into(), JwtSecret::new(secret.to_vec())),
+            ])
+            .unwrap(),
+            Duration::from_secs(60),
+        );
+        assert!(rotated.verify(&legacy).is_some());
     }
 
     #[test]
@@ -184,7 +261,7 @@ mod tests {
     fn foreign_or_tampered_tokens_are_refused() {
         let (tok, _) = svc().issue(UserId::new()).unwrap();
         let other = TokenService::new(
-            &JwtSecret::new(b"another-secret-another-secret-xx".to_vec()),
+            &keys("default=another-secret-another-secret-xx"),
             Duration::from_secs(60),
         );
         assert!(other.verify(&tok).is_none());
@@ -215,7 +292,7 @@ mod tests {
     #[test]
     fn expired_tokens_are_refused() {
         let s = TokenService::new(
-            &JwtSecret::new(b"0123456789abcdef0123456789abcdef".to_vec()),
+            &keys("default=0123456789abcdef0123456789abcdef"),
             Duration::from_secs(0),
         );
         let mut claims_exp = s.clone();

@@ -77,6 +77,14 @@ impl SendMessage {
         ConversationId::between(self.from, self.to)
     }
 
+    /// Whether `first`, the message appended under this send's `client_id`
+    /// earlier, is this same send retried (same recipient and body), which
+    /// gets `first` back. Anything else reuses the id for another message:
+    /// a conflict, never a silent drop of the new one.
+    pub fn repeats(&self, first: &MessageSent) -> bool {
+        first.from == self.from && first.to == self.to && first.body == self.body
+    }
+
     pub fn into_pending(self) -> PendingEvent {
         let dedup = self
             .client_id
@@ -199,6 +207,21 @@ mod tests {
             )),
             "client_id"
         );
+    }
+
+    #[test]
+    fn a_retry_repeats_the_first_send_and_other_content_does_not() {
+        let (me, peer, third) = (UserId::new(), UserId::new(), UserId::new());
+        let send = |to: UserId, body: &str| {
+            SendMessage::decide(me, &to.to_string(), body.into(), Some("c1".into())).unwrap()
+        };
+        let first = match (send(peer, "hello").into_pending().build)(Stamp::now()) {
+            Event::MessageSent(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(send(peer, "hello").repeats(&first));
+        assert!(!send(peer, "hello?").repeats(&first));
+        assert!(!send(third, "hello").repeats(&first));
     }
 
     #[test]

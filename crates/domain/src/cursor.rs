@@ -19,6 +19,10 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// What [`Cursor::decode`] accepts, as a JSON Schema pattern: 17 bytes
+    /// of base64url without padding, the first the version (1).
+    pub const PATTERN: &'static str = "^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$";
+
     pub fn encode(&self) -> String {
         let mut bytes = [0u8; 17];
         bytes[0] = VERSION;

@@ -7,6 +7,10 @@ use uuid::Uuid;
 
 use crate::{time::Timestamp, ValidationError};
 
+/// What the ids' `parse` accepts: the hyphenated form, hex of either case.
+pub const UUID_PATTERN: &str =
+    "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$";
+
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

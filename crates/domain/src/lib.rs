@@ -5,6 +5,20 @@
 //! boundary are parsed into newtypes once, so past the boundary they are
 //! valid by construction.
 
+/// The characters `char::is_whitespace` (and so `str::trim`) counts, as
+/// the inside of a regex character class (JSON Schema patterns).
+macro_rules! ws_class {
+    () => {
+        "\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000"
+    };
+}
+/// The characters `char::is_control` counts (Unicode Cc), likewise.
+macro_rules! control_class {
+    () => {
+        "\\u0000-\\u001F\\u007F-\\u009F"
+    };
+}
+
 pub mod auth;
 pub mod commands;
 pub mod config;

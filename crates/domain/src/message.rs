@@ -13,6 +13,10 @@ pub struct MessageBody(String);
 
 impl MessageBody {
     pub const MAX_CHARS: usize = 4096;
+    /// "Not all whitespace" as a JSON Schema pattern: some character that
+    /// is not whitespace as [`str::trim`] counts it (spelled out, since
+    /// ECMA-262's `\s` is another set).
+    pub const PATTERN: &'static str = concat!("[^", ws_class!(), "]");
 
     pub fn parse(raw: String) -> Result<Self, ValidationError> {
         if raw.trim().is_empty() {
@@ -44,9 +48,13 @@ impl MessageBody {
 pub struct ClientId(String);
 
 impl ClientId {
+    pub const MAX_CHARS: usize = 128;
+    /// What [`ClientId::parse`] accepts.
+    pub const PATTERN: &'static str = concat!("^[^", control_class!(), "]{1,128}$");
+
     pub fn parse(raw: String) -> Result<Self, ValidationError> {
         let n = raw.chars().count();
-        if n == 0 || n > 128 || raw.chars().any(char::is_control) {
+        if n == 0 || n > Self::MAX_CHARS || raw.chars().any(char::is_control) {
             return Err(ValidationError::new(
                 "client_id",
                 "must be 1 to 128 characters without control characters",

@@ -12,9 +12,17 @@ use crate::{ids::UserId, time::Timestamp, ValidationError};
 pub struct Username(String);
 
 impl Username {
+    pub const MIN_LEN: usize = 3;
+    pub const MAX_LEN: usize = 32;
+    /// What [`Username::parse`] accepts, as a JSON Schema (ECMA-262)
+    /// pattern: upper case is accepted and lower-cased.
+    pub const PATTERN: &'static str = "^[A-Za-z0-9_.]{3,32}$";
+    /// What [`Username::parse_prefix`] accepts.
+    pub const PREFIX_PATTERN: &'static str = "^[A-Za-z0-9_.]{1,32}$";
+
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let s = raw.to_ascii_lowercase();
-        let ok_len = (3..=32).contains(&s.len());
+        let ok_len = (Self::MIN_LEN..=Self::MAX_LEN).contains(&s.len());
         let ok_chars = s
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
@@ -31,7 +39,7 @@ impl Username {
     /// A search prefix: the same alphabet, 1 to 32 characters.
     pub fn parse_prefix(raw: &str) -> Result<String, ValidationError> {
         let s = raw.to_ascii_lowercase();
-        let ok = (1..=32).contains(&s.len())
+        let ok = (1..=Self::MAX_LEN).contains(&s.len())
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
         if ok {
@@ -73,10 +81,29 @@ impl fmt::Debug for Username {
 pub struct DisplayName(String);
 
 impl DisplayName {
+    pub const MAX_CHARS: usize = 64;
+    /// What [`DisplayName::parse`] accepts: up to 64 characters once the
+    /// whitespace around them is trimmed, none of them a control character.
+    pub const PATTERN: &'static str = concat!(
+        "^[",
+        ws_class!(),
+        "]*[^",
+        ws_class!(),
+        control_class!(),
+        "](?:[^",
+        control_class!(),
+        "]{0,62}[^",
+        ws_class!(),
+        control_class!(),
+        "])?[",
+        ws_class!(),
+        "]*$"
+    );
+
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let s = raw.trim();
         let n = s.chars().count();
-        if n == 0 || n > 64 || s.chars().any(char::is_control) {
+        if n == 0 || n > Self::MAX_CHARS || s.chars().any(char::is_control) {
             return Err(ValidationError::new(
                 "display_name",
                 "must be 1 to 64 characters without control characters",
@@ -95,12 +122,16 @@ impl DisplayName {
     }
 }
 
-/// A password in transit: 8 to 1024 bytes. Debug never prints it.
+/// A password in transit: 8 to 1024 bytes (of UTF-8, not characters).
+/// Debug never prints it.
 pub struct Password(String);
 
 impl Password {
+    pub const MIN_BYTES: usize = 8;
+    pub const MAX_BYTES: usize = 1024;
+
     pub fn parse(raw: String) -> Result<Self, ValidationError> {
-        if (8..=1024).contains(&raw.len()) {
+        if (Self::MIN_BYTES..=Self::MAX_BYTES).contains(&raw.len()) {
             Ok(Self(raw))
         } else {
             Err(ValidationError::new("password", "must be 8 to 1024 bytes"))

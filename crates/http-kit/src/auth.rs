@@ -13,7 +13,7 @@ use parley_domain::{
     ports::SessionRevocations,
 };
 
-use crate::problem::Problem;
+use crate::{origin::Origins, problem::Problem};
 
 pub const COOKIE_NAME: &str = "parley_session";
 
@@ -22,6 +22,9 @@ pub struct AuthState {
     pub tokens: TokenService,
     pub revocations: Arc<dyn SessionRevocations>,
     pub cookie: CookiePolicy,
+    /// Origins besides the server's own whose pages may act with the
+    /// session cookie.
+    pub origins: Origins,
 }
 
 impl AuthState {
@@ -35,6 +38,13 @@ impl AuthState {
             return Err(Problem::unauthorized());
         }
         Ok(session)
+    }
+
+    /// 403 when a browser page on a foreign origin sent this request with
+    /// the session cookie (see [`crate::origin::check`]); the WebSocket
+    /// upgrade calls it too.
+    pub fn check_origin(&self, headers: &HeaderMap) -> Result<(), Problem> {
+        crate::origin::check(headers, &self.origins)
     }
 
     /// `Set-Cookie` value that stores `token`.
@@ -59,12 +69,30 @@ impl AuthState {
 
 /// The token a request carries: the Bearer header first, then the cookie.
 pub fn token_from_headers(headers: &HeaderMap) -> Option<&str> {
+    session_token(headers).map(|(token, _)| token)
+}
+
+/// Where a request's token came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer`: a page on another site cannot make a
+    /// browser send it, so it needs no origin check.
+    Bearer,
+    /// The session cookie, which a browser attaches on its own.
+    Cookie,
+}
+
+/// The token a request carries and where it came from: the Bearer header
+/// first, then the cookie.
+pub fn session_token(headers: &HeaderMap) -> Option<(&str, TokenSource)> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
         let (scheme, token) = v.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| (token.trim(), TokenSource::Bearer));
     }
     headers
         .get_all(header::COOKIE)
@@ -75,10 +103,13 @@ pub fn token_from_headers(headers: &HeaderMap) -> Option<&str> {
         .find(|(k, _)| *k == COOKIE_NAME)
         .map(|(_, v)| v)
         .filter(|v| !v.is_empty())
+        .map(|v| (v, TokenSource::Cookie))
 }
 
 /// The verified caller of a request. The only way a handler learns who is
-/// asking; a missing, invalid, expired or logged-out token is a 401.
+/// asking; a missing, invalid, expired or logged-out token is a 401. A
+/// state-changing request authenticated by the cookie from a foreign origin
+/// is a 403, decided before the body is read.
 pub struct Caller(pub Session);
 
 impl<S> FromRequestParts<S> for Caller
@@ -90,7 +121,10 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Arc::<AuthState>::from_ref(state);
-        let token = token_from_headers(&parts.headers).ok_or_else(Problem::unauthorized)?;
+        let (token, source) = session_token(&parts.headers).ok_or_else(Problem::unauthorized)?;
+        if source == TokenSource::Cookie && crate::origin::changes_state(&parts.method) {
+            auth.check_origin(&parts.headers)?;
+        }
         auth.verify(token).await.map(Caller)
     }
 }

@@ -1,24 +1,41 @@
 //! Extractors that turn malformed input into Parley's problem+json (400,
-//! 413, 422) instead of axum's plain-text rejections.
+//! 408, 413, 415, 422) instead of axum's plain-text rejections.
+
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Request},
-    http::{request::Parts, StatusCode},
+    http::{header, request::Parts, HeaderMap, StatusCode},
 };
 use serde::de::DeserializeOwned;
 
-use crate::problem::Problem;
+use crate::{problem::Problem, server::HttpConfig};
 
-/// A JSON body. Syntax errors are 400; a well-formed body of the wrong shape
-/// (missing field, wrong type) is 422; over the body limit is 413.
+/// A JSON body. Anything but `Content-Type: application/json` is 415 (a
+/// page on another site can send `text/plain` without asking the browser's
+/// permission first); a body that does not arrive whole in time is 408;
+/// syntax errors are 400; a well-formed body of the wrong shape (missing
+/// field, wrong type) is 422; over the body limit is 413.
 pub struct AppJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+        if !is_json(req.headers()) {
+            return Err(Problem::unsupported_media_type());
+        }
+        let deadline = req
+            .extensions()
+            .get::<Arc<HttpConfig>>()
+            .map_or(Duration::from_secs(10), |c| c.body_read_timeout);
+        let read = tokio::time::timeout(deadline, Bytes::from_request(req, state)).await;
+        let Ok(read) = read else {
+            metrics::counter!("parley_http_body_timeouts_total").increment(1);
+            return Err(Problem::request_timeout());
+        };
+        let bytes = read.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Problem::too_large()
             } else {
@@ -27,6 +44,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
         })?;
         parse_json(&bytes).map(AppJson)
     }
+}
+
+/// `application/json`, with or without parameters such as `charset`.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Parses a JSON document with the status rules of [`AppJson`].

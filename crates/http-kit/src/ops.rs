@@ -20,10 +20,6 @@ use tower::ServiceExt;
 
 use crate::{observe::metrics_page, problem::Problem};
 
-/// The OpenAPI 3 description of every route, kept beside the code that
-/// serves them; a test checks that every route is described.
-pub const OPENAPI: &str = include_str!("openapi.json");
-
 /// Longest a readiness probe waits for one dependency.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -33,28 +29,41 @@ pub struct Readiness {
     pub checks: Vec<Arc<dyn HealthCheck>>,
 }
 
-pub fn router(readiness: Readiness) -> Router {
-    always()
+/// `openapi` is the document `/openapi.json` serves (see [`crate::api`]).
+pub fn router(readiness: Readiness, openapi: Arc<str>) -> Router {
+    always(openapi)
         .route("/readyz", get(readyz))
         .with_state(Arc::new(readiness))
 }
 
 /// Routes that answer whether or not the backend is connected.
-fn always<S: Clone + Send + Sync + 'static>() -> Router<S> {
+fn always<S: Clone + Send + Sync + 'static>(openapi: Arc<str>) -> Router<S> {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics_page))
         .route(
             "/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+            get(move || {
+                let doc = openapi.clone();
+                async move {
+                    (
+                        [
+                            (header::CONTENT_TYPE, "application/json"),
+                            // The same for every caller and every request.
+                            (header::CACHE_CONTROL, "public, max-age=300"),
+                        ],
+                        doc.to_string(),
+                    )
+                }
+            }),
         )
 }
 
 /// What a role serves while it is still connecting to its log and store:
 /// liveness, metrics and the OpenAPI document answer; `/readyz` and every
 /// API route answer 503 with `Retry-After`.
-pub fn starting() -> Router {
-    always()
+pub fn starting(openapi: Arc<str>) -> Router {
+    always(openapi)
         .route(
             "/readyz",
             get(|| async {

@@ -27,6 +27,13 @@ pub struct Problem {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Seconds for `Retry-After` (429 and 503).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
+    /// Ends the connection after the answer: the request's body was not
+    /// read whole, so the stream is not at a request boundary.
+    #[serde(skip)]
+    pub close: bool,
 }
 
 impl Problem {
@@ -42,6 +49,8 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            retry_after: None,
+            close: false,
         }
     }
 
@@ -124,11 +133,57 @@ impl Problem {
         p
     }
     pub fn unavailable() -> Self {
-        Self::new(
+        let mut p = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "urn:parley:problem:unavailable",
             "Service unavailable",
             Some("a backend is unavailable; retry later".to_owned()),
+        );
+        p.retry_after = Some(RETRY_AFTER_SECS.into());
+        p
+    }
+    /// 503 because the server is at capacity (not because a backend is
+    /// down): retry after `retry_after`.
+    pub fn busy(detail: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let mut p = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "urn:parley:problem:busy",
+            "Server busy",
+            Some(detail.into()),
+        );
+        p.retry_after = Some(whole_seconds(retry_after));
+        p
+    }
+    /// 429: the caller used up a rate limit; it may try again after
+    /// `retry_after`.
+    pub fn too_many(detail: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let mut p = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "urn:parley:problem:rate-limited",
+            "Too many requests",
+            Some(detail.into()),
+        );
+        p.retry_after = Some(whole_seconds(retry_after));
+        p
+    }
+    /// 408: the request's body did not arrive in time.
+    pub fn request_timeout() -> Self {
+        let mut p = Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "urn:parley:problem:timeout",
+            "Request timeout",
+            Some("the request body did not arrive in time".to_owned()),
+        );
+        p.close = true;
+        p
+    }
+    /// 415: the body is not JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "urn:parley:problem:media-type",
+            "Unsupported media type",
+            Some("the body must be sent as Content-Type: application/json".to_owned()),
         )
     }
     pub fn internal() -> Self {
@@ -143,6 +198,12 @@ impl Problem {
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
+}
+
+/// `Retry-After` takes whole seconds; a wait of 0.2 s is announced as 1 s
+/// so a client that obeys it is never early.
+fn whole_seconds(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 impl From<ValidationError> for Problem {
@@ -178,8 +239,11 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         res
     }

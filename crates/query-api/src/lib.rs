@@ -12,8 +12,18 @@ use parley_domain::{
     ports::{InboxReader, TimelineReader, UserStore},
     ConversationId, Cursor, Message, PublicUser, Username, ValidationError,
 };
-use parley_http_kit::{lookup, AppQuery, AuthState, Caller, Problem};
+use parley_http_kit::{
+    api::{self, MessageDoc, PeerPath, ProblemDoc, UserDoc},
+    lookup, AppQuery, AuthState, Caller, Problem,
+};
 use serde::{Deserialize, Serialize};
+use utoipa::{
+    openapi::{
+        path::{Parameter, ParameterIn},
+        schema::{Object, ObjectBuilder, Type},
+    },
+    IntoParams, ToSchema,
+};
 
 /// Page size when the client names none, and the most it may ask for.
 pub const DEFAULT_PAGE: usize = 50;
@@ -37,6 +47,14 @@ impl FromRef<QueryApi> for Arc<AuthState> {
     }
 }
 
+/// The read side's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(me, search, inbox, history),
+    components(schemas(UserBody, UsersBody, Conversation, InboxBody, PageBody))
+)]
+pub struct Doc;
+
 pub fn router(state: QueryApi) -> Router {
     Router::new()
         .route("/v1/me", get(me))
@@ -46,11 +64,21 @@ pub fn router(state: QueryApi) -> Router {
         .with_state(state)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UserBody {
+    #[schema(value_type = UserDoc)]
     user: PublicUser,
 }
 
+/// The caller.
+#[utoipa::path(get, path = "/v1/me", tag = "users",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The caller", body = UserBody),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+    ))]
 async fn me(
     State(api): State<QueryApi>,
     Caller(caller): Caller,
@@ -68,11 +96,36 @@ struct SearchQuery {
     query: Option<String>,
 }
 
-#[derive(Serialize)]
+impl IntoParams for SearchQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![api::parameter(
+            "query",
+            ParameterIn::Query,
+            true,
+            "A username prefix",
+            api::username_prefix(),
+        )]
+    }
+}
+
+#[derive(Serialize, ToSchema)]
 struct UsersBody {
+    /// At most 20, alphabetical.
+    #[schema(value_type = Vec<UserDoc>)]
     users: Vec<PublicUser>,
 }
 
+/// Users whose username starts with a prefix.
+#[utoipa::path(get, path = "/v1/users", tag = "users",
+    params(SearchQuery),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Matching users", body = UsersBody),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`query` missing or breaking its rule", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+    ))]
 async fn search(
     State(api): State<QueryApi>,
     Caller(_): Caller,
@@ -86,19 +139,32 @@ async fn search(
     Ok(Json(UsersBody { users }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Conversation {
+    #[schema(value_type = String)]
     conversation_id: ConversationId,
+    #[schema(value_type = UserDoc)]
     peer: PublicUser,
+    #[schema(value_type = MessageDoc)]
     last_message: Message,
     unread_count: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InboxBody {
+    /// Newest activity first, at most 200.
     conversations: Vec<Conversation>,
 }
 
+/// The caller's conversations.
+#[utoipa::path(get, path = "/v1/conversations", tag = "messages",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Conversations, newest activity first", body = InboxBody),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+    ))]
 #[tracing::instrument(name = "inbox", skip_all, fields(user = %caller.user_id))]
 async fn inbox(
     State(api): State<QueryApi>,
@@ -127,9 +193,43 @@ struct PageQuery {
     limit: Option<String>,
 }
 
-#[derive(Serialize)]
+impl IntoParams for PageQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            api::parameter(
+                "before",
+                ParameterIn::Query,
+                false,
+                "Messages older than this cursor (a `next_cursor`); the newest page without it",
+                api::cursor(),
+            ),
+            api::parameter(
+                "limit",
+                ParameterIn::Query,
+                false,
+                "Messages per page",
+                page_limit(),
+            ),
+        ]
+    }
+}
+
+fn page_limit() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_PAGE as u64))
+        .default(Some(DEFAULT_PAGE.into()))
+        .description(Some("Messages per page"))
+        .build()
+}
+
+#[derive(Serialize, ToSchema)]
 struct PageBody {
+    /// Newest first.
+    #[schema(value_type = Vec<MessageDoc>)]
     messages: Vec<Message>,
+    /// The cursor of the next (older) page; null on the last page.
     next_cursor: Option<String>,
 }
 
@@ -146,6 +246,18 @@ fn parse_limit(raw: Option<&str>) -> Result<usize, ValidationError> {
     }
 }
 
+/// A page of a conversation's history, newest first.
+#[utoipa::path(get, path = "/v1/conversations/{peer_id}/messages", tag = "messages",
+    params(PeerPath, PageQuery),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "A page", body = PageBody),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`limit` or `before` breaking its rule", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; see Retry-After", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds"))),
+    ))]
 #[tracing::instrument(name = "history", skip_all, fields(user = %caller.user_id))]
 async fn history(
     State(api): State<QueryApi>,

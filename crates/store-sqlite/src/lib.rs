@@ -81,10 +81,48 @@ impl Embedded {
     fn open_files(dir: &Path) -> Result<(Db, Db), StoreError> {
         std::fs::create_dir_all(dir).map_err(StoreError::unavailable)?;
         let log_path = dir.join("log.db");
+        let main_path = dir.join("parley.db");
+        for path in [&log_path, &main_path] {
+            private_file(path).map_err(|e| {
+                StoreError::Unavailable(format!("cannot make {} private: {e}", path.display()))
+            })?;
+        }
         let log = Db::open_log(&log_path)?;
-        let main = Db::open_main(&dir.join("parley.db"), &log_path)?;
+        let main = Db::open_main(&main_path, &log_path)?;
         Ok((log, main))
     }
+}
+
+/// Makes a database file readable by its owner only, creating it (empty,
+/// which SQLite opens as a new database) if it is missing: the files hold
+/// password hashes and every message, and whatever the umask, nobody else
+/// on the machine may read them. SQLite creates the `-wal` and `-shm`
+/// files with the main file's mode; ones left over from before are
+/// tightened here too.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let Ok(meta) = std::fs::metadata(&name) else {
+                continue;
+            };
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&name, std::fs::Permissions::from_mode(mode & 0o700))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 #[async_trait]
