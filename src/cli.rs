@@ -146,6 +146,11 @@ pub struct ServeArgs {
     /// Backlogs older than it are read from the store.
     #[arg(long, env = "PARLEY_SYNC_MEMORY_KIB", default_value_t = 64 * 1024)]
     pub sync_memory_kib: u64,
+    /// Sockets one user may hold on one ws-push instance (one per device,
+    /// and a few more for reconnects the server has not noticed yet).
+    /// One more is closed with 4429.
+    #[arg(long, env = "PARLEY_MAX_SOCKETS_PER_USER", default_value_t = 32)]
+    pub max_sockets_per_user: usize,
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(flatten)]

@@ -64,6 +64,8 @@ pub struct AuthConfig {
 pub struct PushConfig {
     /// What each instance keeps of recent events for reconnecting sockets.
     pub sync_memory_bytes: usize,
+    /// Sockets one user may hold on one instance.
+    pub max_sockets_per_user: usize,
 }
 
 impl PushConfig {
@@ -71,6 +73,7 @@ impl PushConfig {
         Self {
             sync_memory_bytes: usize::try_from(args.sync_memory_kib.saturating_mul(1024))
                 .unwrap_or(usize::MAX),
+            max_sockets_per_user: args.max_sockets_per_user.max(1),
         }
     }
 }
@@ -105,6 +108,7 @@ impl Default for PushConfig {
     fn default() -> Self {
         Self {
             sync_memory_bytes: 64 << 20,
+            max_sockets_per_user: 32,
         }
     }
 }
@@ -559,6 +563,8 @@ async fn role_router(
                 timelines: ports.timelines.clone(),
                 feed: ports.sync_feed.clone(),
                 appender: ports.appender.clone(),
+                max_sockets_per_user: config.push.max_sockets_per_user,
+                frames: Arc::new(Limiter::new("socket frames", config.limits.frames_per_user)),
                 shutdown: shutdown.clone(),
                 sessions: Default::default(),
             };

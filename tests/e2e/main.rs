@@ -15,6 +15,7 @@ mod ops;
 mod process;
 mod slow;
 mod socket;
+mod socket_limits;
 mod storm;
 mod sync;
 mod topology;

@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 
-use parley::PushConfig;
 use parley_domain::{LogPosition, SyncToken};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -21,11 +20,7 @@ use crate::helpers::{
 const MEMORIES: [(&str, u64); 3] = [("memory", 64 * 1024), ("store", 0), ("both", 8)];
 
 fn push(kib: u64) -> impl FnOnce(&mut parley::ServeConfig) {
-    move |c| {
-        c.push = PushConfig {
-            sync_memory_bytes: (kib * 1024) as usize,
-        }
-    }
+    move |c| c.push.sync_memory_bytes = (kib * 1024) as usize
 }
 
 /// Reads frames until `want` message frames have come, then asserts one

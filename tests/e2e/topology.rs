@@ -144,13 +144,20 @@ async fn a_logout_reaches_every_process() {
         t.commands.register("gina").await,
         t.commands.register("hal").await,
     );
-    t.push_a.socket(&gina).await;
+    // Sockets of the session, open on both instances when it logs out.
+    let mut open = [t.push_a.socket(&gina).await, t.push_b.socket(&gina).await];
+    let mut other_sock = t.push_b.socket(&other).await;
     assert_eq!(t.queries.get("/v1/me", Some(&gina.token)).await.status, 200);
     let r = t
         .commands
         .post("/v1/auth/logout", Some(&gina.token), json!({}))
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
+    for s in &mut open {
+        s.expect_close(4401).await;
+    }
+    other_sock.send(json!({"type": "ping"})).await;
+    other_sock.expect("pong").await;
     let mut refused = (false, false);
     for _ in 0..200 {
         if !refused.0 {

@@ -103,8 +103,11 @@ pub enum ClientFrame {
 /// the user exactly once, then `synced`, then live frames. Close codes:
 /// 4401 not authenticated (or the session logged out), 4409 a sync token
 /// this server cannot serve (re-read the inbox over REST and connect
-/// without `since`), 4008 the socket fell too far behind (reconnect with
-/// `since`), 1009 a frame over 64 KiB, 1001 the server is going away.
+/// without `since`), 4008 the socket fell too far behind and 1013 the
+/// instance cannot serve the backlog yet (reconnect with `since`), 4429 the
+/// user holds `--max-sockets-per-user` sockets on this instance, 1009 a
+/// frame over 64 KiB, 1001 the server is going away. A user's frames beyond
+/// `--frame-limit-per-user` are not dropped: they wait their turn.
 #[utoipa::path(
     get,
     path = "/v1/ws",

@@ -5,12 +5,12 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
     },
 };
 
-use parley_domain::{LogId, RecordedEvent, Timestamp, UserId, Watermark};
+use parley_domain::{auth::Session, LogId, RecordedEvent, Timestamp, UserId, Watermark};
 use tokio::sync::{mpsc, watch};
 
 use crate::{frames::Push, history::History};
@@ -23,7 +23,15 @@ pub const SOCKET_QUEUE: usize = 512;
 struct SocketTx {
     id: u64,
     tx: mpsc::Sender<Arc<Push>>,
+    session: Arc<Session>,
+    /// Set when the socket is cut off because its session ended (logout,
+    /// expiry), so it closes with 4401 rather than as lagging.
+    ended: Arc<AtomicBool>,
 }
+
+/// A user already holds as many sockets on this instance as allowed.
+#[derive(Debug)]
+pub struct TooManySockets;
 
 struct Registry {
     sockets: HashMap<UserId, Vec<SocketTx>>,
@@ -65,6 +73,15 @@ impl Drop for Registration {
         }
         metrics::gauge!("parley_ws_sockets").decrement(1.0);
     }
+}
+
+/// A socket's place in the hub: its queue, what it found on arrival, and
+/// the flag that says its session ended.
+pub struct Registered {
+    pub registration: Registration,
+    pub rx: mpsc::Receiver<Arc<Push>>,
+    pub snapshot: Snapshot,
+    pub ended: Arc<AtomicBool>,
 }
 
 /// What a socket registering for a user finds, all read at one instant:
@@ -110,21 +127,36 @@ impl Hub {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a socket of `user`. With `since`, the snapshot holds the
-    /// user's events after it that the history still has.
+    /// Registers a socket of `session`'s user, unless the user holds
+    /// `max` already. With `since`, the snapshot holds the user's events
+    /// after it that the history still has.
     pub fn register(
         self: &Arc<Self>,
-        user: UserId,
+        session: Arc<Session>,
         since: Option<&Watermark>,
-    ) -> (Registration, mpsc::Receiver<Arc<Push>>, Snapshot) {
+        max: usize,
+    ) -> Result<Registered, TooManySockets> {
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let user = session.user_id;
+        let ended = Arc::new(AtomicBool::new(false));
         let snapshot = {
             let mut reg = self.lock();
-            reg.sockets
-                .entry(user)
-                .or_default()
-                .push(SocketTx { id, tx });
+            let list = reg.sockets.entry(user).or_default();
+            if list.len() >= max {
+                if list.is_empty() {
+                    reg.sockets.remove(&user);
+                }
+                metrics::counter!("parley_ws_refused_total", "why" => "too_many_sockets")
+                    .increment(1);
+                return Err(TooManySockets);
+            }
+            list.push(SocketTx {
+                id,
+                tx,
+                session,
+                ended: ended.clone(),
+            });
             Snapshot {
                 dispatched: reg.dispatched.clone(),
                 floor: reg.history.floor().clone(),
@@ -132,15 +164,45 @@ impl Hub {
             }
         };
         metrics::gauge!("parley_ws_sockets").increment(1.0);
-        (
-            Registration {
+        Ok(Registered {
+            registration: Registration {
                 hub: self.clone(),
                 user,
                 id,
             },
             rx,
             snapshot,
-        )
+            ended,
+        })
+    }
+
+    /// The sessions of every socket held now, to check for logouts.
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        let reg = self.lock();
+        let mut out: Vec<Arc<Session>> = Vec::new();
+        for list in reg.sockets.values() {
+            out.extend(list.iter().map(|s| s.session.clone()));
+        }
+        out
+    }
+
+    /// Cuts off every socket of the sessions named: each closes with 4401
+    /// once it has sent what was queued.
+    pub fn end_sessions(&self, ended: &std::collections::HashSet<&str>) {
+        if ended.is_empty() {
+            return;
+        }
+        let mut reg = self.lock();
+        reg.sockets.retain(|_, list| {
+            list.retain(|s| {
+                let end = ended.contains(s.session.session_id.as_str());
+                if end {
+                    s.ended.store(true, Ordering::SeqCst);
+                }
+                !end
+            });
+            !list.is_empty()
+        });
     }
 
     /// What every socket registered now has received or will get from a
@@ -270,6 +332,48 @@ mod tests {
         }
     }
 
+    fn session(user: UserId) -> Arc<Session> {
+        Arc::new(Session {
+            user_id: user,
+            session_id: uuid::Uuid::new_v4().to_string(),
+            issued_at: 0,
+            expires_at: i64::MAX,
+        })
+    }
+
+    /// A user holds at most `max` sockets here; one more is refused, and
+    /// a socket that goes frees its place.
+    #[test]
+    fn a_user_holds_at_most_max_sockets() {
+        let hub = hub(0);
+        let u = UserId::new();
+        let held: Vec<_> = (0..3)
+            .map(|_| hub.register(session(u), None, 3).unwrap())
+            .collect();
+        assert!(hub.register(session(u), None, 3).is_err());
+        assert!(hub.register(session(UserId::new()), None, 3).is_ok());
+        drop(held);
+        assert!(hub.register(session(u), None, 3).is_ok());
+    }
+
+    /// Ending a session cuts off its sockets (flagged, so they close with
+    /// 4401), and only those.
+    #[tokio::test]
+    async fn ending_a_session_cuts_off_its_sockets_only() {
+        let hub = hub(0);
+        let u = UserId::new();
+        let (gone, kept) = (session(u), session(u));
+        let mut a = hub.register(gone.clone(), None, 32).unwrap();
+        let mut b = hub.register(kept.clone(), None, 32).unwrap();
+        assert_eq!(hub.sessions().len(), 2);
+        hub.end_sessions(&[gone.session_id.as_str()].into_iter().collect());
+        assert!(a.rx.recv().await.is_none());
+        assert!(a.ended.load(Ordering::SeqCst));
+        assert!(!b.ended.load(Ordering::SeqCst));
+        hub.dispatch(&[sent(UserId::new(), u, 0, 0)]);
+        assert!(b.rx.recv().await.is_some());
+    }
+
     fn hub(history: usize) -> Arc<Hub> {
         Arc::new(Hub::new(
             LogId(1),
@@ -287,8 +391,9 @@ mod tests {
     async fn a_lagging_socket_is_cut_off_after_its_queue_not_skipped() {
         let hub = hub(0);
         let (alice, bob) = (UserId::new(), UserId::new());
-        let (_slow_reg, mut slow, _) = hub.register(bob, None);
-        let (_fast_reg, mut fast, _) = hub.register(bob, None);
+        let slow = hub.register(session(bob), None, 32).unwrap();
+        let fast = hub.register(session(bob), None, 32).unwrap();
+        let (mut slow, mut fast) = (slow.rx, fast.rx);
         let total = SOCKET_QUEUE as i64 + 10;
         for offset in 0..total {
             hub.dispatch(&[sent(alice, bob, 0, offset)]);
@@ -338,7 +443,8 @@ mod tests {
         let (alice, bob) = (UserId::new(), UserId::new());
         hub.dispatch(&[sent(alice, bob, 0, 0), sent(alice, bob, 1, 0)]);
         let since = Watermark::from_slots(vec![Some(0)]);
-        let (_reg, mut rx, snap) = hub.register(bob, Some(&since));
+        let r = hub.register(session(bob), Some(&since), 32).unwrap();
+        let (mut rx, snap) = (r.rx, r.snapshot);
         hub.dispatch(&[sent(alice, bob, 1, 1), sent(bob, alice, 0, 1)]);
         let held: Vec<_> = snap.held.iter().map(|p| p.position).collect();
         assert_eq!(

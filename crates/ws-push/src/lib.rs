@@ -10,6 +10,7 @@ mod frames;
 mod history;
 mod hub;
 mod session;
+mod sessions;
 mod tail;
 
 use std::{sync::Arc, time::Duration};
@@ -17,12 +18,16 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     extract::{FromRef, State, WebSocketUpgrade},
     http::HeaderMap,
-    response::Response,
+    response::{IntoResponse, Response},
     routing::get,
     Router,
 };
 use parley_domain::ports::{EventAppender, EventLog, SyncFeed, TimelineReader};
-use parley_http_kit::{AppQuery, AuthState};
+use parley_http_kit::{
+    auth::{session_token, TokenSource},
+    limit::Limiter,
+    AppQuery, AuthState,
+};
 use serde::Deserialize;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -52,6 +57,10 @@ pub struct WsPush {
     pub appender: Arc<dyn EventAppender>,
     /// Cancelled on shutdown: sessions close with 1001.
     pub shutdown: CancellationToken,
+    /// Sockets one user may hold on this instance.
+    pub max_sockets_per_user: usize,
+    /// Frames (acks, pings) one user's sockets may send, together.
+    pub frames: Arc<Limiter>,
     /// Every socket's session. The HTTP server's graceful shutdown does not
     /// wait for upgraded connections, so without this a process whose other
     /// work stopped at once could exit before its sockets got their 1001.
@@ -68,7 +77,10 @@ impl WsPush {
     /// Tails the log into the hub until shutdown, reconnecting with backoff;
     /// then waits for every session to finish closing.
     pub async fn run_background(&self) {
-        tail::run(self.log.clone(), self.hub.clone(), self.shutdown.clone()).await;
+        tokio::join!(
+            tail::run(self.log.clone(), self.hub.clone(), self.shutdown.clone()),
+            sessions::watch(self.hub.clone(), self.auth.clone(), self.shutdown.clone()),
+        );
         self.shutdown.cancelled().await;
         self.sessions.close();
         self.sessions.wait().await;
@@ -95,7 +107,19 @@ async fn upgrade(
 ) -> Response {
     // A token in a header or cookie is checked now, but a failure is still
     // reported on the socket (close 4401) so every client sees one behaviour.
-    let token = parley_http_kit::auth::token_from_headers(&headers).map(str::to_owned);
+    // A page on a foreign site can make a browser open a socket with the
+    // cookie (cross-site WebSocket hijacking): that upgrade is refused.
+    let token = match session_token(&headers) {
+        Some((token, TokenSource::Cookie)) => {
+            if let Err(refused) = state.auth.check_origin(&headers) {
+                metrics::counter!("parley_ws_refused_total", "why" => "origin").increment(1);
+                return refused.into_response();
+            }
+            Some(token.to_owned())
+        }
+        Some((token, TokenSource::Bearer)) => Some(token.to_owned()),
+        None => None,
+    };
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)

@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::{
     frames::{ClientFrame, Push, ServerFrame},
-    hub::Snapshot,
+    hub::{Registered, Snapshot},
     WsPush, AUTH_TIMEOUT,
 };
 
@@ -35,6 +35,10 @@ pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 pub const CLOSE_LAGGING: u16 = 4008;
 /// The `since` cannot be served: read the inbox again, connect without it.
 pub const CLOSE_BAD_TOKEN: u16 = 4409;
+/// The user holds `--max-sockets-per-user` sockets on this instance.
+pub const CLOSE_TOO_MANY: u16 = 4429;
+/// A frame over the size limit.
+const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_GOING_AWAY: u16 = 1001;
 /// The store or this instance is not ready to serve the backlog yet;
 /// reconnect with the same `since` shortly.
@@ -98,7 +102,20 @@ pub async fn run(
                 return;
             }
         };
-        let (_registration, rx, snapshot) = state.hub.register(session.user_id, since.as_ref());
+        let session = Arc::new(session);
+        let max = state.max_sockets_per_user;
+        let Ok(registered) = state.hub.register(session.clone(), since.as_ref(), max) else {
+            let _ = socket
+                .send(close(CLOSE_TOO_MANY, "too many sockets for this user"))
+                .await;
+            return;
+        };
+        let Registered {
+            registration: _registration,
+            rx,
+            snapshot,
+            ended,
+        } = registered;
         let resuming = since.is_some();
         let mut s = Socket {
             sent: since.map_or_else(|| snapshot.dispatched.clone(), Arc::new),
@@ -106,6 +123,7 @@ pub async fn run(
             session,
             socket,
             rx,
+            ended,
             recent: Recent::default(),
         };
         if let Some((code, reason)) = s.serve(resuming, snapshot).await {
@@ -209,9 +227,12 @@ impl Recent {
 
 struct Socket {
     state: WsPush,
-    session: Session,
+    session: Arc<Session>,
     socket: WebSocket,
     rx: tokio::sync::mpsc::Receiver<Arc<Push>>,
+    /// Set by the hub when it cut the socket off because its session
+    /// ended (a logout, an expired token).
+    ended: Arc<std::sync::atomic::AtomicBool>,
     recent: Recent,
     /// The `seq` of the last frame sent: every event of the user at or
     /// below it has been sent on this socket, or was before its `since`.
@@ -271,7 +292,12 @@ impl Socket {
     async fn live(&mut self) -> Option<Close> {
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
         let mut last_heard = Instant::now();
+        // A frame read past the user's frame rate waits here, and nothing
+        // more is read (the client's own writes back up) until its turn.
+        let mut waiting: Option<(WsMessage, Instant)> = None;
+        let far = Instant::now() + Duration::from_secs(86_400);
         loop {
+            let turn = waiting.as_ref().map_or(far, |w| w.1);
             tokio::select! {
                 push = self.rx.recv() => match push {
                     Some(p) => {
@@ -279,23 +305,45 @@ impl Socket {
                             return None;
                         }
                     }
+                    None if self.ended.load(std::sync::atomic::Ordering::SeqCst) => {
+                        return Some((CLOSE_UNAUTHORIZED, "session ended"));
+                    }
                     None => return Some((CLOSE_LAGGING, "lagging: reconnect with your last seq")),
                 },
-                incoming = self.socket.recv() => {
+                incoming = self.socket.recv(), if waiting.is_none() => {
                     last_heard = Instant::now();
-                    match incoming {
-                        Some(Ok(WsMessage::Text(t))) => {
-                            if self.handle(&t).await.is_err() {
-                                return None;
-                            }
+                    let frame = match incoming {
+                        Some(Ok(f @ (WsMessage::Text(_) | WsMessage::Binary(_)))) => f,
+                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                        Some(Err(e)) if too_big(&e) => {
+                            metrics::counter!("parley_ws_refused_total", "why" => "frame_too_big").increment(1);
+                            return Some((CLOSE_TOO_BIG, "frame too large"));
                         }
-                        Some(Ok(WsMessage::Binary(_))) => {
-                            if self.error("binary frames are not supported").await.is_err() {
-                                return None;
-                            }
-                        }
-                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
                         Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return None,
+                    };
+                    match self.state.frames.check(&self.session.user_id) {
+                        Ok(()) => {
+                            if self.frame(frame).await.is_err() {
+                                return None;
+                            }
+                        }
+                        Err(l) => waiting = Some((frame, Instant::now() + l.retry_after)),
+                    }
+                }
+                _ = tokio::time::sleep_until(turn), if waiting.is_some() => {
+                    match self.state.frames.check(&self.session.user_id) {
+                        Ok(()) => {
+                            if let Some((frame, _)) = waiting.take() {
+                                if self.frame(frame).await.is_err() {
+                                    return None;
+                                }
+                            }
+                        }
+                        Err(l) => {
+                            if let Some(w) = waiting.as_mut() {
+                                w.1 = Instant::now() + l.retry_after;
+                            }
+                        }
                     }
                 }
                 _ = ping.tick() => {
@@ -426,6 +474,13 @@ impl Socket {
         Ok(())
     }
 
+    async fn frame(&mut self, frame: WsMessage) -> Result<(), axum::Error> {
+        match frame {
+            WsMessage::Text(t) => self.handle(&t).await,
+            _ => self.error("binary frames are not supported").await,
+        }
+    }
+
     async fn handle(&mut self, text: &str) -> Result<(), axum::Error> {
         let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(f) => f,
@@ -487,4 +542,17 @@ async fn wait_for_projection(state: &WsPush, upto: &Watermark) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Whether a read failed because the client's frame or message was over
+/// the size limit (answered 1009, where other read errors end silently).
+fn too_big(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = err.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
