@@ -99,11 +99,15 @@ impl ConnectError {
 
 impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.dependency, self.error)
+        write!(f, "cannot connect to {}", self.dependency)
     }
 }
 
-impl std::error::Error for ConnectError {}
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
 
 pub fn kafka_config(b: &BackendArgs) -> KafkaConfig {
     KafkaConfig {

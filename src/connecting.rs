@@ -25,7 +25,7 @@ pub struct LastAttempt(Arc<Mutex<Option<(&'static str, String)>>>);
 impl LastAttempt {
     pub fn failed(&self, e: &ConnectError) {
         if let Ok(mut last) = self.0.lock() {
-            *last = Some((e.dependency, e.error.to_string()));
+            *last = Some((e.dependency, e.error.chain().to_string()));
         }
     }
 

@@ -453,7 +453,7 @@ async fn bring_up(
                 last_attempt.failed(&e);
                 tracing::warn!(
                     dependency = e.dependency,
-                    error = %e.error,
+                    error = %e.error.chain(),
                     retry_in = ?nap,
                     "cannot connect to {}; retrying",
                     e.dependency

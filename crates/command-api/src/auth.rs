@@ -135,7 +135,7 @@ pub async fn register(
         // Without its event the account would be invisible to the log's
         // consumers: undo it so the client can simply retry.
         if let Err(undo) = api.users.remove(user.id).await {
-            tracing::error!(error = %undo, user = %user.id, "could not undo registration");
+            tracing::error!(error = %undo.chain(), user = %user.id, "could not undo registration");
         }
         return Err(e.into());
     }

@@ -217,12 +217,12 @@ impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         match &e {
             StoreError::Conflict(_) => Problem::conflict("the resource already exists"),
-            StoreError::Unavailable(cause) => {
-                tracing::warn!(cause = %cause, "backend unavailable");
+            StoreError::Unavailable(_) => {
+                tracing::warn!(cause = %e.chain(), "backend unavailable");
                 Problem::unavailable()
             }
-            StoreError::Unexpected(cause) => {
-                tracing::error!(cause = %cause, "unexpected backend error");
+            StoreError::Unexpected(_) => {
+                tracing::error!(cause = %e.chain(), "unexpected backend error");
                 Problem::internal()
             }
         }

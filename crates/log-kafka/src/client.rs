@@ -101,10 +101,10 @@ impl LastError {
             return e;
         };
         let cause = refusal(code).unwrap_or("cannot reach the brokers");
-        let detail = match e {
-            StoreError::Unavailable(d) | StoreError::Unexpected(d) | StoreError::Conflict(d) => d,
+        let kept = match e {
+            StoreError::Unavailable(c) | StoreError::Unexpected(c) | StoreError::Conflict(c) => c,
         };
-        StoreError::Unavailable(format!("{cause}: {reason} ({detail})"))
+        StoreError::Unavailable(kept).context(format!("{cause}: {reason}"))
     }
 }
 
@@ -242,7 +242,7 @@ mod tests {
         // "All brokers down" follows a failed login and does not hide it.
         last.record(RDKafkaErrorCode::AllBrokersDown, "1/1 brokers are down");
         let text = last
-            .explain(StoreError::Unavailable("timed out".into()))
+            .explain(StoreError::unavailable_msg("timed out"))
             .to_string();
         assert!(
             text.contains("authentication failed: SASL authentication error"),
@@ -250,7 +250,7 @@ mod tests {
         );
         assert!(text.contains("timed out"), "{text}");
         // Reported once: the next failure without news is itself.
-        let again = last.explain(StoreError::Unavailable("timed out".into()));
+        let again = last.explain(StoreError::unavailable_msg("timed out"));
         assert_eq!(again.to_string(), "backend unavailable: timed out");
     }
 }

@@ -64,7 +64,7 @@ impl KafkaLog {
         let mut readers = self
             .readers
             .lock()
-            .map_err(|_| StoreError::Unexpected("offset readers poisoned".into()))?;
+            .map_err(|_| StoreError::unexpected_msg("offset readers poisoned"))?;
         if let Some(r) = readers.get(group) {
             return Ok(r.clone());
         }
@@ -161,14 +161,14 @@ impl EventLog for KafkaLog {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
                 Err((_, RDKafkaErrorCode::NonEmptyGroup)) => {
-                    return Err(StoreError::Conflict(format!(
+                    return Err(StoreError::conflict_msg(format!(
                         "consumer group {id} is in use: stop its projector first"
                     )))
                 }
                 Err((g, code)) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "cannot reset group {g}: {code}"
-                    )))
+                    return Err(
+                        StoreError::unavailable(code).context(format!("cannot reset group {g}"))
+                    )
                 }
             }
         }

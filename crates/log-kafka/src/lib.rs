@@ -163,9 +163,9 @@ async fn ensure_topic(config: &KafkaConfig, last_error: &LastError) -> Result<()
             }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((t, code)) => {
-                return Err(StoreError::Unavailable(format!(
-                    "cannot create topic {t}: {code}"
-                )))
+                return Err(
+                    StoreError::unavailable(code).context(format!("cannot create topic {t}"))
+                )
             }
         }
     }
@@ -180,8 +180,8 @@ async fn visible_partition_count(producer: &Producer, topic: &str) -> Result<i32
     let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
     loop {
         match partition_count(producer, topic).await {
-            Err(StoreError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
-                tracing::debug!(error = %e, "topic not in the metadata yet");
+            Err(e @ StoreError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e.chain(), "topic not in the metadata yet");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             counted => return counted,
@@ -199,7 +199,7 @@ async fn log_id(producer: &Producer, topic: &str) -> Result<LogId, StoreError> {
         tokio::task::spawn_blocking(move || producer.client().fetch_cluster_id(REQUEST_TIMEOUT))
             .await
             .map_err(StoreError::unexpected)?
-            .ok_or_else(|| StoreError::Unavailable("Kafka did not say its cluster id".into()))?;
+            .ok_or_else(|| StoreError::unavailable_msg("Kafka did not say its cluster id"))?;
     Ok(LogId::named(&format!("kafka:{cluster}/{topic}")))
 }
 
@@ -216,15 +216,13 @@ pub(crate) async fn partition_count(producer: &Producer, topic: &str) -> Result<
             .topics()
             .iter()
             .find(|t| t.name() == topic)
-            .ok_or_else(|| StoreError::Unavailable(format!("topic {topic} not in metadata")))?;
+            .ok_or_else(|| StoreError::unavailable_msg(format!("topic {topic} not in metadata")))?;
         if let Some(e) = t.error() {
-            return Err(StoreError::Unavailable(format!(
-                "topic {topic}: {}",
-                RDKafkaErrorCode::from(e)
-            )));
+            return Err(StoreError::unavailable(RDKafkaErrorCode::from(e))
+                .context(format!("topic {topic}")));
         }
         match t.partitions().len() {
-            0 => Err(StoreError::Unavailable(format!(
+            0 => Err(StoreError::unavailable_msg(format!(
                 "topic {topic} has no partitions"
             ))),
             n => Ok(n as i32),

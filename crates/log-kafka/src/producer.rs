@@ -45,7 +45,7 @@ impl KafkaAppender {
         let started = std::time::Instant::now();
         let outcome = pending
             .await
-            .map_err(|_| StoreError::Unavailable("producer dropped the record".into()))?;
+            .map_err(|_| StoreError::unavailable_msg("producer dropped the record"))?;
         // Same name as the embedded log's: time until an append is durable.
         metrics::histogram!("parley_log_commit_seconds").record(started.elapsed().as_secs_f64());
         match outcome {
@@ -68,7 +68,7 @@ impl KafkaAppender {
         let _order = self
             .order
             .lock()
-            .map_err(|_| StoreError::Unexpected("append order lock poisoned".into()))?;
+            .map_err(|_| StoreError::unexpected_msg("append order lock poisoned"))?;
         let stamp = Stamp::now();
         let event = build(stamp);
         let payload = event.encode(stamp).map_err(StoreError::unexpected)?;
@@ -89,7 +89,7 @@ impl KafkaAppender {
             let _order = self
                 .order
                 .lock()
-                .map_err(|_| StoreError::Unexpected("append order lock poisoned".into()))?;
+                .map_err(|_| StoreError::unexpected_msg("append order lock poisoned"))?;
             Stamp::now()
         };
         let event = build(stamp);
@@ -105,9 +105,7 @@ impl KafkaAppender {
             Claim::Taken { payload, appended } => {
                 let (stamp, event) = Event::decode(&payload)
                     .map_err(StoreError::unexpected)?
-                    .ok_or_else(|| {
-                        StoreError::Unexpected("claimed event of unknown type".into())
-                    })?;
+                    .ok_or_else(|| StoreError::unexpected_msg("claimed event of unknown type"))?;
                 let position = match appended {
                     Some(p) => p,
                     None => {
@@ -127,7 +125,7 @@ impl KafkaAppender {
 /// A failed settle only costs a retry one extra (idempotent) produce.
 async fn settle(dedup: &dyn DedupKeys, key: &str, at: LogPosition) {
     if let Err(e) = dedup.settle(key, at).await {
-        tracing::warn!(error = %e, key, "could not settle a dedup claim");
+        tracing::warn!(error = %e.chain(), key, "could not settle a dedup claim");
     }
 }
 

@@ -43,10 +43,10 @@ impl Projector {
                 Ok(c) => {
                     backoff.reset();
                     if let Err(e) = self.consume(c, &shutdown).await {
-                        tracing::warn!(error = %e, "projector lost its log; resubscribing");
+                        tracing::warn!(error = %e.chain(), "projector lost its log; resubscribing");
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "projector cannot subscribe yet"),
+                Err(e) => tracing::warn!(error = %e.chain(), "projector cannot subscribe yet"),
             }
             let nap = backoff.next_delay();
             tokio::select! {
@@ -101,7 +101,7 @@ impl Projector {
                 }
                 Err(e) => {
                     metrics::counter!("parley_projector_failures_total").increment(1);
-                    tracing::warn!(error = %e, events = batch.len(), "projection failed; retrying");
+                    tracing::warn!(error = %e.chain(), events = batch.len(), "projection failed; retrying");
                 }
             }
             tokio::select! {

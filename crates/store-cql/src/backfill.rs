@@ -51,7 +51,7 @@ async fn copy_each<T, E, Fut>(
     copy: impl Fn(T) -> Fut,
 ) -> Result<u64, StoreError>
 where
-    E: std::fmt::Display,
+    E: std::error::Error + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), StoreError>>,
 {
     let copied = std::sync::atomic::AtomicU64::new(0);

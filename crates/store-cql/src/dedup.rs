@@ -34,7 +34,7 @@ impl DedupKeys for Cql {
             return Ok(Claim::Won);
         }
         let Some(CqlValue::Blob(payload)) = col("payload") else {
-            return Err(StoreError::Unexpected(format!(
+            return Err(StoreError::unexpected_msg(format!(
                 "dedup key {key} is taken but holds no event"
             )));
         };

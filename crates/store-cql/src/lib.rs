@@ -103,7 +103,7 @@ fn valid_keyspace(ks: &str) -> Result<(), StoreError> {
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Unexpected(format!(
+        Err(StoreError::unexpected_msg(format!(
             "keyspace name {ks:?} must be letters, digits and _ (starting with a letter)"
         )))
     }
@@ -128,7 +128,8 @@ where
         match op().await {
             Err(StoreError::Unavailable(e)) if attempt < attempts => {
                 let nap = backoff.next_delay();
-                tracing::warn!(error = %e, attempt, retry_in = ?nap, "schema change failed; trying again");
+                let e = StoreError::Unavailable(e);
+                tracing::warn!(error = %e.chain(), attempt, retry_in = ?nap, "schema change failed; trying again");
                 tokio::time::sleep(nap).await;
                 attempt += 1;
             }
@@ -314,7 +315,7 @@ pub(crate) fn execution_error(e: ExecutionError) -> StoreError {
     }
 }
 
-pub(crate) fn rows_error(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn rows_error(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::unexpected(e)
 }
 
@@ -336,8 +337,8 @@ mod tests {
         let out = retry_unavailable(attempts, quick(), || {
             let n = tries.fetch_add(1, Ordering::SeqCst);
             let outcome = match failures.get(n as usize) {
-                Some(true) => Err(StoreError::unavailable("timed out")),
-                Some(false) => Err(StoreError::unexpected("syntax error")),
+                Some(true) => Err(StoreError::unavailable_msg("timed out")),
+                Some(false) => Err(StoreError::unexpected_msg("syntax error")),
                 None => Ok(n),
             };
             async move { outcome }

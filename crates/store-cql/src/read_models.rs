@@ -675,7 +675,7 @@ impl InboxReader for Cql {
                 let unread = counts.get(&conv).copied().unwrap_or(0).max(0) as u64;
                 async move {
                     let m = self.message_in(&conv, id).await?.ok_or_else(|| {
-                        StoreError::Unexpected(format!("inbox names missing message {id}"))
+                        StoreError::unexpected_msg(format!("inbox names missing message {id}"))
                     })?;
                     Ok::<_, StoreError>(InboxEntry {
                         conversation_id: m.conversation_id,

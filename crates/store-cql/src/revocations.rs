@@ -104,7 +104,7 @@ impl Cql {
         let now = Timestamp::now().millis();
         let (from_day, read_to) = match self.revocations.known.read() {
             Ok(k) => (k.from_day, k.read_to_ms),
-            Err(_) => return Err(StoreError::Unexpected("revocation list poisoned".into())),
+            Err(_) => return Err(StoreError::unexpected_msg("revocation list poisoned")),
         };
         let mut found: Vec<(String, i64)> = Vec::new();
         let newest = day_of(now + CLOCK_SKEW_MS);
@@ -128,7 +128,7 @@ impl Cql {
             .revocations
             .known
             .write()
-            .map_err(|_| StoreError::Unexpected("revocation list poisoned".into()))?;
+            .map_err(|_| StoreError::unexpected_msg("revocation list poisoned"))?;
         k.ids.extend(found);
         k.from_day = Some(from_day.map_or(day, |first| first.min(day)));
         k.read_to_ms = now;
@@ -221,9 +221,9 @@ impl SessionRevocations for Cql {
             // write), so what was read before it went down still holds.
             // A session older than anything read is let through: its
             // token's signature and expiry were still checked.
-            Err(StoreError::Unavailable(e)) => {
+            Err(e @ StoreError::Unavailable(_)) => {
                 metrics::counter!("parley_auth_revocation_unchecked_total").increment(1);
-                tracing::warn!(error = %e, "cannot read logouts; using what was read before");
+                tracing::warn!(error = %e.chain(), "cannot read logouts; using what was read before");
             }
             Err(e) => return Err(e),
         }

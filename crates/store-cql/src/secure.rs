@@ -64,7 +64,7 @@ pub(crate) fn secure(
         return Ok(builder);
     };
     let mut ssl = SslConnector::builder(SslMethod::tls_client())
-        .map_err(|e| StoreError::Unexpected(format!("cannot set up TLS: {e}")))?;
+        .map_err(|e| StoreError::unexpected(e).context("cannot set up TLS"))?;
     ssl.set_verify(SslVerifyMode::PEER);
     if let Some(ca) = &tls.ca_file {
         ssl.set_ca_file(ca)
@@ -77,27 +77,28 @@ pub(crate) fn secure(
             ssl.set_private_key_file(key, SslFiletype::PEM)
                 .map_err(|e| file_error("client key", key, e))?;
             ssl.check_private_key().map_err(|e| {
-                StoreError::Unexpected(format!(
-                    "the CQL client key {} does not match its certificate: {e}",
+                StoreError::unexpected(e).context(format!(
+                    "the CQL client key {} does not match its certificate",
                     key.display()
                 ))
             })?;
         }
         (None, None) => {}
         _ => {
-            return Err(StoreError::Unexpected(
-                "a CQL client certificate needs its key, and a key its certificate".into(),
+            return Err(StoreError::unexpected_msg(
+                "a CQL client certificate needs its key, and a key its certificate",
             ))
         }
     }
     Ok(builder.tls_context(Some(ssl)))
 }
 
-fn file_error(what: &str, path: &std::path::Path, e: impl fmt::Display) -> StoreError {
-    StoreError::Unexpected(format!(
-        "cannot use {} as the CQL {what}: {e}",
-        path.display()
-    ))
+fn file_error(
+    what: &str,
+    path: &std::path::Path,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> StoreError {
+    StoreError::unexpected(e).context(format!("cannot use {} as the CQL {what}", path.display()))
 }
 
 #[cfg(test)]

@@ -71,9 +71,9 @@ impl Statements {
     pub async fn prepare(session: &Session, ks: &str) -> Result<Self, StoreError> {
         let p = |name: &'static str, cql: String, idempotent: bool| async move {
             let mut st = session.prepare(cql).await.map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "cannot prepare a statement (has `parley migrate` run for this keyspace?): {e}"
-                ))
+                StoreError::unavailable(e).context(
+                    "cannot prepare a statement (has `parley migrate` run for this keyspace?)",
+                )
             })?;
             st.set_is_idempotent(idempotent);
             Ok::<_, StoreError>(Prepared { name, st })

@@ -101,7 +101,7 @@ impl UserStore for Cql {
             .map_err(rows_error)?;
         let row: Row = rows.single_row().map_err(rows_error)?;
         if !matches!(row.columns.first(), Some(Some(CqlValue::Boolean(true)))) {
-            return Err(StoreError::Conflict("username is taken".into()));
+            return Err(StoreError::conflict_msg("username is taken"));
         }
         self.write_public_user(u).await
     }

@@ -195,16 +195,16 @@ pub(crate) fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
+            ErrorCode::ConstraintViolation => StoreError::conflict(e),
             ErrorCode::DatabaseBusy
             | ErrorCode::DatabaseLocked
             | ErrorCode::CannotOpen
             | ErrorCode::SystemIoFailure
             | ErrorCode::DiskFull
-            | ErrorCode::ReadOnly => StoreError::Unavailable(e.to_string()),
-            _ => StoreError::Unexpected(e.to_string()),
+            | ErrorCode::ReadOnly => StoreError::unavailable(e),
+            _ => StoreError::unexpected(e),
         },
-        _ => StoreError::Unexpected(e.to_string()),
+        _ => StoreError::unexpected(e),
     }
 }
 
@@ -304,7 +304,7 @@ impl Db {
             .reading
             .acquire()
             .await
-            .map_err(|_| StoreError::Unavailable("database closed".into()))?;
+            .map_err(|_| StoreError::unavailable_msg("database closed"))?;
         let db = self.clone();
         let out = tokio::task::spawn_blocking(move || db.with_reader(f)).await;
         drop(permit);
@@ -343,7 +343,7 @@ impl Db {
             let mut conn = db
                 .writer
                 .lock()
-                .map_err(|_| StoreError::Unexpected("writer connection poisoned".into()))?;
+                .map_err(|_| StoreError::unexpected_msg("writer connection poisoned"))?;
             let done = db.exclusive(|| {
                 conn.pragma_update(None, "synchronous", synchronous)
                     .map_err(map_err)?;

@@ -84,7 +84,8 @@ impl Embedded {
         let main_path = dir.join("parley.db");
         for path in [&log_path, &main_path] {
             private_file(path).map_err(|e| {
-                StoreError::Unavailable(format!("cannot make {} private: {e}", path.display()))
+                StoreError::unavailable(e)
+                    .context(format!("cannot make {} private", path.display()))
             })?;
         }
         let log = Db::open_log(&log_path)?;

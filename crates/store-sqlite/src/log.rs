@@ -65,7 +65,7 @@ impl SqliteAppender {
         if self.alive.load(Ordering::SeqCst) {
             Ok(())
         } else {
-            Err(StoreError::Unavailable("log writer stopped".into()))
+            Err(StoreError::unavailable_msg("log writer stopped"))
         }
     }
 }
@@ -77,9 +77,9 @@ impl EventAppender for SqliteAppender {
         self.jobs
             .send(Job { pending, reply })
             .await
-            .map_err(|_| StoreError::Unavailable("log writer stopped".into()))?;
+            .map_err(|_| StoreError::unavailable_msg("log writer stopped"))?;
         rx.await
-            .map_err(|_| StoreError::Unavailable("log writer stopped".into()))?
+            .map_err(|_| StoreError::unavailable_msg("log writer stopped"))?
     }
 }
 
@@ -121,10 +121,16 @@ fn writer_loop(
                 }
             }
             Err(e) => {
-                let e = map_err(e);
-                tracing::error!(error = %e, batch = size, "log append failed");
+                // Every caller in the batch hears the same error; whatever
+                // SQLite said, the append did not happen, so they may retry.
+                let e = match map_err(e) {
+                    StoreError::Unavailable(c)
+                    | StoreError::Unexpected(c)
+                    | StoreError::Conflict(c) => StoreError::Unavailable(c),
+                };
+                tracing::error!(error = %e.chain(), batch = size, "log append failed");
                 for reply in replies.drain(..) {
-                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }

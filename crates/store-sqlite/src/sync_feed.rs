@@ -72,7 +72,7 @@ impl SyncFeed for SqliteSyncFeed {
         let mut events = Vec::with_capacity(found.len());
         for (offset, payload) in found {
             let payload = payload.ok_or_else(|| {
-                StoreError::Unexpected(format!(
+                StoreError::unexpected_msg(format!(
                     "the sync feed names offset {offset}, not in the log"
                 ))
             })?;

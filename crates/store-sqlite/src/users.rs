@@ -173,7 +173,7 @@ impl SessionRevocations for SqliteUsers {
         let fresh = self
             .revoked
             .read()
-            .map_err(|_| StoreError::Unexpected("revocation cache poisoned".into()))
+            .map_err(|_| StoreError::unexpected_msg("revocation cache poisoned"))
             .map(|r| {
                 r.1.is_some_and(|at| at.elapsed() < REVOCATION_REFRESH)
                     .then(|| r.0.contains(session_id))

@@ -273,8 +273,8 @@ impl parley_domain::ports::HealthCheck for Hub {
         if self.is_warm() {
             Ok(())
         } else {
-            Err(parley_domain::StoreError::Unavailable(
-                "loading recent events from the log".into(),
+            Err(parley_domain::StoreError::unavailable_msg(
+                "loading recent events from the log",
             ))
         }
     }

@@ -162,7 +162,7 @@ async fn admit(state: &WsPush, since: Option<String>) -> Result<Option<Watermark
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the end of the log");
+                    tracing::warn!(error = %e.chain(), "cannot read the end of the log");
                     return Err((CLOSE_TRY_AGAIN, "catching up: reconnect shortly"));
                 }
             }
@@ -445,7 +445,7 @@ impl Socket {
             {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!(error = %e, "backlog read failed");
+                    tracing::warn!(error = %e.chain(), "backlog read failed");
                     return Err(Stop::Close((
                         CLOSE_TRY_AGAIN,
                         "temporarily unavailable: reconnect shortly",
@@ -502,7 +502,7 @@ impl Socket {
             None => match self.state.timelines.message(id).await {
                 Ok(m) => m.map(Arc::new),
                 Err(e) => {
-                    tracing::warn!(error = %e, "ack lookup failed");
+                    tracing::warn!(error = %e.chain(), "ack lookup failed");
                     return self.error("temporarily unavailable; ack again").await;
                 }
             },
@@ -521,7 +521,7 @@ impl Socket {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not record delivery");
+                tracing::warn!(error = %e.chain(), "could not record delivery");
                 self.error("temporarily unavailable; ack again").await
             }
         }
@@ -535,7 +535,7 @@ async fn wait_for_projection(state: &WsPush, upto: &Watermark) -> bool {
         match state.log.committed(PROJECTOR_GROUP).await {
             Ok(w) if w.covers_all(upto) => return true,
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot read projector position"),
+            Err(e) => tracing::warn!(error = %e.chain(), "cannot read projector position"),
         }
         if Instant::now() >= deadline {
             return false;

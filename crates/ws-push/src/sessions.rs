@@ -30,7 +30,7 @@ pub async fn watch(hub: Arc<Hub>, auth: Arc<AuthState>, shutdown: CancellationTo
                 Ok(revoked) => revoked || s.expires_at < now,
                 // The store cannot say now: the next pass asks again.
                 Err(e) => {
-                    tracing::debug!(error = %e, "cannot check a socket's session");
+                    tracing::debug!(error = %e.chain(), "cannot check a socket's session");
                     s.expires_at < now
                 }
             };

@@ -37,13 +37,13 @@ pub async fn run(log: Arc<dyn EventLog>, hub: Arc<Hub>, shutdown: CancellationTo
                     match batch {
                         Ok(events) => hub.dispatch(&events),
                         Err(e) => {
-                            tracing::warn!(error = %e, "ws-push lost the log; resubscribing");
+                            tracing::warn!(error = %e.chain(), "ws-push lost the log; resubscribing");
                             break;
                         }
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "ws-push cannot subscribe yet"),
+            Err(e) => tracing::warn!(error = %e.chain(), "ws-push cannot subscribe yet"),
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
