@@ -40,7 +40,7 @@ pub use cursor::Cursor;
 pub use error::{StoreError, ValidationError};
 pub use events::{Event, LogPosition, RecordedEvent, Stamp, Watermark};
 pub use ids::{EventId, MessageId, UserId};
-pub use message::{ClientId, Message, MessageBody, ReadMarkers};
+pub use message::{ClientId, Message, MessageBody, MessageRef, ReadMarkers};
 pub use sync::{BadToken, LogId, SyncToken};
 pub use time::Timestamp;
 pub use user::{Credential, DisplayName, Password, PasswordHash, PublicUser, Username};

@@ -83,6 +83,28 @@ pub struct Message {
     pub read_at: Option<Timestamp>,
 }
 
+/// Who sent a message to whom, and in which conversation: what a receipt
+/// needs to know of it, and what a store can answer by id for either
+/// participant without reading the message itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageRef {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub from: UserId,
+    pub to: UserId,
+}
+
+impl From<&Message> for MessageRef {
+    fn from(m: &Message) -> Self {
+        Self {
+            id: m.id,
+            conversation_id: m.conversation_id,
+            from: m.from,
+            to: m.to,
+        }
+    }
+}
+
 /// The read markers of one conversation (at most one per participant):
 /// what a message's `read_at` is computed from. A store reads them once per
 /// page instead of joining them onto every row.

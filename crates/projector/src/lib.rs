@@ -1,6 +1,14 @@
 //! projector: tails the log and writes the read models, committing its
 //! position only after the writes it covers succeeded (at-least-once
 //! consumption, idempotent writes: effectively once).
+//!
+//! What each event does to the read models is decided here, once, in
+//! [`changes`]; the stores only apply those changes. [`model`] applies them
+//! in memory, as the reference the stores are tested against.
+
+pub mod changes;
+pub mod model;
+pub mod scenario;
 
 use std::{sync::Arc, time::Duration};
 
