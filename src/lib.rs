@@ -519,6 +519,7 @@ async fn role_router(
                 users: ports.users.clone(),
                 appender: ports.appender.clone(),
                 timelines: ports.timelines.clone(),
+                log: ports.log.clone(),
                 auth: auth.clone(),
                 guards: Arc::new(
                     config

@@ -8,7 +8,7 @@ mod messages;
 use std::sync::Arc;
 
 use axum::{extract::FromRef, routing::post, Router};
-use parley_domain::ports::{EventAppender, TimelineReader, UserStore};
+use parley_domain::ports::{EventAppender, EventLog, TimelineReader, UserStore};
 use parley_http_kit::{limit::Limiter, AuthState};
 
 pub use hashing::HashPool;
@@ -21,6 +21,10 @@ pub struct CommandApi {
     /// Only to check that a read marker names a message of its
     /// conversation.
     pub timelines: Arc<dyn TimelineReader>,
+    /// Only to tell a message the read side does not show yet from one
+    /// that is not the reader's: once the projector has passed the end the
+    /// log had when the check began, a missing id is not theirs.
+    pub log: Arc<dyn EventLog>,
     pub auth: Arc<AuthState>,
     pub guards: Arc<Guards>,
 }

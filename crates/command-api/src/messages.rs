@@ -10,8 +10,8 @@ use axum::{
 };
 use parley_domain::{
     commands::{decide_read, ensure_sender, SendMessage, SendRejected},
-    ports::Appended,
-    ConversationId, Event, Message, MessageId, Timestamp, ValidationError,
+    ports::{Appended, PROJECTOR_GROUP},
+    ConversationId, Event, Message, MessageId, Timestamp, UserId, ValidationError, Watermark,
 };
 use parley_http_kit::{
     api, api::PeerPath, api::ProblemDoc, extract::from_value, lookup, AppJson, Caller, Problem,
@@ -180,6 +180,7 @@ pub async fn mark_read(
     let up_to = MessageId::parse("up_to", &body.up_to)?;
     ensure_in_conversation(
         &api,
+        caller.user_id,
         up_to,
         ConversationId::between(caller.user_id, peer.id),
     )
@@ -196,14 +197,18 @@ const READ_SIDE_WAIT: Duration = Duration::from_secs(2);
 const READ_SIDE_LAG: Duration = Duration::from_secs(30);
 
 /// 422 unless `up_to` is a message of `conversation`. The read side is the
-/// only place that knows which conversation a message id belongs to, and
-/// it trails the log: a client may mark read a message it got 202 for a
-/// moment ago, before the projector wrote it. So an id the read side does
-/// not know yet, but young enough to be such a message, is looked up again
-/// for up to [`READ_SIDE_WAIT`]; if it is still missing the answer is 503
-/// + Retry-After (retry), not 422. An unknown old id is refused at once.
+/// only place that knows which conversation a message id belongs to (it
+/// answers for the reader's own messages), and it trails the log: a client
+/// may mark read a message it got 202 for a moment ago, before the
+/// projector wrote it. So an id the read side does not show, but young
+/// enough to be such a message, is looked up again until the projector has
+/// passed the end the log had when the check began (then it is not the
+/// reader's: 422), for up to [`READ_SIDE_WAIT`]; if it is still missing the
+/// answer is 503 + Retry-After (retry), not 422. An unknown old id is
+/// refused at once.
 async fn ensure_in_conversation(
     api: &CommandApi,
+    reader: UserId,
     up_to: MessageId,
     conversation: ConversationId,
 ) -> Result<(), Problem> {
@@ -217,11 +222,19 @@ async fn ensure_in_conversation(
     let young = age_ms < READ_SIDE_LAG.as_millis() as i64;
     let deadline = tokio::time::Instant::now() + READ_SIDE_WAIT;
     let mut nap = Duration::from_millis(5);
+    // The log's end after the first miss (it holds `up_to` if `up_to` is
+    // anything the reader was answered 202 for), and whether the projector
+    // had passed it before the lookup: a miss then is final.
+    let mut log_end: Option<Watermark> = None;
     loop {
-        match api.timelines.message(up_to).await? {
+        let settled = match &log_end {
+            Some(end) => api.log.committed(PROJECTOR_GROUP).await?.covers_all(end),
+            None => false,
+        };
+        match api.timelines.message_of(reader, up_to).await? {
             Some(m) if m.conversation_id == conversation => return Ok(()),
             Some(_) => return Err(not_ours()),
-            None if !young => return Err(not_ours()),
+            None if !young || settled => return Err(not_ours()),
             None if tokio::time::Instant::now() >= deadline => {
                 metrics::counter!("parley_read_markers_not_visible_total").increment(1);
                 return Err(Problem::busy(
@@ -229,6 +242,7 @@ async fn ensure_in_conversation(
                     Duration::from_secs(1),
                 ));
             }
+            None if log_end.is_none() => log_end = Some(api.log.latest().await?),
             None => {
                 tokio::time::sleep(nap).await;
                 nap = (nap * 2).min(Duration::from_millis(200));

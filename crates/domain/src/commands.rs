@@ -5,7 +5,7 @@ use crate::{
     conversation::ConversationId,
     events::{ConversationRead, Event, MessageDelivered, MessageSent},
     ids::{MessageId, UserId},
-    message::{ClientId, Message, MessageBody},
+    message::{ClientId, MessageBody, MessageRef},
     ports::PendingEvent,
     time::Timestamp,
     ValidationError,
@@ -107,7 +107,7 @@ impl SendMessage {
 
 /// A device's ack. Only the recipient can ack, and only once per message
 /// does it become an event.
-pub fn decide_delivery(acker: UserId, message: &Message) -> Option<PendingEvent> {
+pub fn decide_delivery(acker: UserId, message: &MessageRef) -> Option<PendingEvent> {
     if message.to != acker {
         return None;
     }
@@ -250,15 +250,11 @@ mod tests {
     #[test]
     fn only_the_recipient_can_ack() {
         let (a, b) = (UserId::new(), UserId::new());
-        let m = Message {
+        let m = MessageRef {
             id: MessageId::new(),
             conversation_id: ConversationId::between(a, b),
             from: a,
             to: b,
-            body: MessageBody::from_trusted("x".into()),
-            sent_at: Timestamp::now(),
-            delivered_at: None,
-            read_at: None,
         };
         assert!(decide_delivery(a, &m).is_none());
         let p = decide_delivery(b, &m).unwrap();

@@ -10,7 +10,7 @@ use crate::{
     conversation::ConversationId,
     events::{Event, LogPosition, RecordedEvent, Stamp, Watermark},
     ids::{MessageId, UserId},
-    message::Message,
+    message::{Message, MessageRef},
     sync::LogId,
     user::{Credential, PublicUser, Username},
     StoreError,
@@ -143,7 +143,14 @@ pub trait TimelineReader: Send + Sync {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError>;
-    async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError>;
+    /// A message `user` sent or received, by id: who sent it to whom and
+    /// in which conversation (what a receipt needs). `None` for any other
+    /// id, and for one the read models do not show yet. One read.
+    async fn message_of(
+        &self,
+        user: UserId,
+        id: MessageId,
+    ) -> Result<Option<MessageRef>, StoreError>;
 }
 
 /// Each user's events by log position, written by the projector: the part

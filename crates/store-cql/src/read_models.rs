@@ -19,7 +19,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use parley_domain::{
     events::{ConversationRead, MessageDelivered, MessageSent},
     ports::{InboxEntry, InboxReader, ReadModelWriter, SyncFeed, TimelineReader},
-    ConversationId, Event, LogPosition, Message, MessageBody, MessageId, ReadMarkers,
+    ConversationId, Event, LogPosition, Message, MessageBody, MessageId, MessageRef, ReadMarkers,
     RecordedEvent, Stamp, StoreError, Timestamp, UserId,
 };
 use scylla::{
@@ -558,13 +558,20 @@ impl TimelineReader for Cql {
             .collect()
     }
 
-    async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
+    async fn message_of(
+        &self,
+        user: UserId,
+        id: MessageId,
+    ) -> Result<Option<MessageRef>, StoreError> {
         let found: Vec<(String,)> =
             rows(self.run(&self.st.index_lookup, (id.to_string(),)).await?)?;
-        match found.into_iter().next() {
-            Some((conv,)) => self.message_in(&conv, id).await,
-            None => Ok(None),
-        }
+        let Some((conv,)) = found.into_iter().next() else {
+            return Ok(None);
+        };
+        let found = self.timeline_message(&conv, id).await?;
+        Ok(found
+            .map(|m| MessageRef::from(&m))
+            .filter(|m| m.from == user || m.to == user))
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod db;
 mod log;
+mod projection;
 mod read_models;
 mod recent;
 mod schema;

@@ -1,25 +1,20 @@
-//! Timelines, read markers and inboxes: written by the projector, read by
-//! query-api and ws-push.
-//!
-//! Writes are idempotent: a message row is inserted once (by id), the inbox
-//! counts a message only when its row is new, markers only move forward.
-//! Replaying any prefix of the log twice therefore changes nothing.
+//! Timelines, read markers and inboxes, as query-api, command-api and
+//! ws-push read them. The projector writes them (`projection`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use parley_domain::{
-    events::{ConversationRead, MessageDelivered, MessageSent},
-    ports::{InboxEntry, InboxReader, ReadModelWriter, TimelineReader},
-    ConversationId, Event, Message, MessageBody, MessageId, ReadMarkers, RecordedEvent, StoreError,
+    ports::{InboxEntry, InboxReader, TimelineReader},
+    ConversationId, Message, MessageBody, MessageId, MessageRef, ReadMarkers, StoreError,
     Timestamp, UserId,
 };
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, OptionalExtension, Row};
 
-use crate::{db::Db, schema::READ_MODEL_TABLES};
+use crate::db::Db;
 
 pub struct SqliteReadModels {
-    db: Arc<Db>,
+    pub(crate) db: Arc<Db>,
 }
 
 impl SqliteReadModels {
@@ -29,7 +24,7 @@ impl SqliteReadModels {
 }
 
 /// Columns of a message row plus its computed `read_at`, in the order
-/// [`message_from_row`] expects.
+/// [`message_from_row_at`] expects.
 const MESSAGE_COLUMNS: &str =
     "m.conversation_id, m.message_id, m.sender, m.recipient, m.body, m.sent_at, m.delivered_at, \
      CASE WHEN rm.up_to >= m.message_id THEN rm.at END";
@@ -69,121 +64,6 @@ fn text<'r>(r: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
     })
 }
 
-fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
-    message_from_row_at(r, 0, None)
-}
-
-fn apply_sent(
-    tx: &Transaction<'_>,
-    e: &MessageSent,
-    partition: u32,
-    offset: i64,
-) -> rusqlite::Result<()> {
-    let conv = e.conversation_id.to_string();
-    let (id, from, to) = (
-        e.message_id.to_string(),
-        e.from.to_string(),
-        e.to.to_string(),
-    );
-    let inserted = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO messages (conversation_id, message_id, sender, recipient, body, sent_at, log_partition, log_offset)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![conv, id, from, to, e.body.as_str(), e.sent_at.millis(), partition, offset])?;
-    if inserted == 0 {
-        return Ok(());
-    }
-    let unread: i64 = tx
-        .prepare_cached("SELECT COUNT(*) FROM read_markers WHERE conversation_id = ?1 AND reader = ?2 AND up_to >= ?3")?
-        .query_row(params![conv, to, id], |r| r.get::<_, i64>(0))
-        .map(|covered| if covered > 0 { 0 } else { 1 })?;
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO inbox (user_id, conversation_id, peer_id, last_message_id, unread_count) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (user_id, conversation_id) DO UPDATE SET
-             last_message_id = MAX(last_message_id, excluded.last_message_id),
-             unread_count = unread_count + excluded.unread_count",
-    )?;
-    upsert.execute(params![from, conv, to, id, 0])?;
-    upsert.execute(params![to, conv, from, id, unread])?;
-    Ok(())
-}
-
-fn apply_delivered(tx: &Transaction<'_>, e: &MessageDelivered) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "UPDATE messages SET delivered_at = MIN(COALESCE(delivered_at, ?3), ?3)
-         WHERE conversation_id = ?1 AND message_id = ?2",
-    )?
-    .execute(params![
-        e.conversation_id.to_string(),
-        e.message_id.to_string(),
-        e.at.millis()
-    ])?;
-    Ok(())
-}
-
-fn apply_read(tx: &Transaction<'_>, e: &ConversationRead) -> rusqlite::Result<()> {
-    let (conv, reader) = (e.conversation_id.to_string(), e.reader.to_string());
-    let moved = tx
-        .prepare_cached(
-            "INSERT INTO read_markers (conversation_id, reader, up_to, at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (conversation_id, reader) DO UPDATE SET up_to = excluded.up_to, at = excluded.at
-             WHERE excluded.up_to > read_markers.up_to",
-        )?
-        .execute(params![conv, reader, e.up_to.to_string(), e.at.millis()])?;
-    if moved > 0 {
-        // Counts only the messages after the marker: usually a handful.
-        tx.prepare_cached(
-            "UPDATE inbox SET unread_count = (
-                 SELECT COUNT(*) FROM messages
-                 WHERE conversation_id = ?1 AND recipient = ?2 AND message_id > ?3)
-             WHERE user_id = ?2 AND conversation_id = ?1",
-        )?
-        .execute(params![conv, reader, e.up_to.to_string()])?;
-    }
-    Ok(())
-}
-
-#[async_trait]
-impl ReadModelWriter for SqliteReadModels {
-    async fn apply(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
-        let events = events.to_vec();
-        self.db
-            .write_derived(move |tx| {
-                for e in &events {
-                    match &e.event {
-                        Event::MessageSent(m) => {
-                            apply_sent(tx, m, e.position.partition, e.position.offset)?
-                        }
-                        Event::MessageDelivered(d) => apply_delivered(tx, d)?,
-                        Event::ConversationRead(r) => apply_read(tx, r)?,
-                        // The directory is the credential table itself.
-                        Event::UserRegistered(_) => {}
-                    }
-                    let mut feed = tx.prepare_cached(
-                        "INSERT OR IGNORE INTO sync_feed (user_id, log_offset) VALUES (?1, ?2)",
-                    )?;
-                    for user in e.event.audience().into_iter().flatten() {
-                        feed.execute(params![user.to_string(), e.position.offset])?;
-                    }
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    async fn reset(&self) -> Result<(), StoreError> {
-        self.db
-            .write_derived(|tx| {
-                for t in READ_MODEL_TABLES {
-                    tx.execute(&format!("DELETE FROM {t}"), [])?;
-                }
-                Ok(())
-            })
-            .await
-    }
-}
-
 #[async_trait]
 impl TimelineReader for SqliteReadModels {
     async fn page(
@@ -218,15 +98,29 @@ impl TimelineReader for SqliteReadModels {
             .await
     }
 
-    async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
-        self.db
+    async fn message_of(
+        &self,
+        user: UserId,
+        id: MessageId,
+    ) -> Result<Option<MessageRef>, StoreError> {
+        let found = self
+            .db
             .read(move |c| {
-                let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m {MARKER_JOIN} WHERE m.message_id = ?1");
-                c.prepare_cached(&sql)?
-                    .query_row([id.to_string()], message_from_row)
-                    .optional()
+                c.prepare_cached(
+                    "SELECT conversation_id, sender, recipient FROM messages WHERE message_id = ?1",
+                )?
+                .query_row([id.to_string()], |r| {
+                    Ok(MessageRef {
+                        id,
+                        conversation_id: parse_col(0, ConversationId::parse(text(r, 0)?))?,
+                        from: parse_col(1, UserId::parse("sender", text(r, 1)?))?,
+                        to: parse_col(2, UserId::parse("recipient", text(r, 2)?))?,
+                    })
+                })
+                .optional()
             })
-            .await
+            .await?;
+        Ok(found.filter(|m| m.from == user || m.to == user))
     }
 }
 
@@ -261,7 +155,7 @@ impl InboxReader for SqliteReadModels {
     }
 }
 
-/// [`message_from_row`] for rows where the message columns start at `base`;
+/// A message from a row whose message columns start at `base`;
 /// `known`: the conversation every row belongs to, when the query fixes it.
 fn message_from_row_at(
     r: &Row<'_>,

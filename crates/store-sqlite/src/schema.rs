@@ -153,10 +153,26 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, log_offset)
     ) WITHOUT ROWID;
     "#,
+    // 5: delivery receipts applied before their message (a replay in
+    // another order), kept until the message is inserted so the earliest
+    // receipt still stamps it. Nothing to rebuild: the projector has
+    // always applied a conversation's events in log order.
+    r#"
+    CREATE TABLE early_deliveries (
+        message_id TEXT PRIMARY KEY,
+        at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The tables `parley replay` empties: everything the projector derives.
-pub const READ_MODEL_TABLES: &[&str] = &["messages", "read_markers", "inbox", "sync_feed"];
+pub const READ_MODEL_TABLES: &[&str] = &[
+    "messages",
+    "read_markers",
+    "inbox",
+    "sync_feed",
+    "early_deliveries",
+];
 
 pub fn migrate_log(conn: &mut Connection) -> rusqlite::Result<u32> {
     apply(conn, LOG_MIGRATIONS)

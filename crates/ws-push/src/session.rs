@@ -19,7 +19,7 @@ use std::{
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use parley_domain::{
     auth::Session, commands::decide_delivery, ports::PROJECTOR_GROUP, LogPosition, Message,
-    MessageId, SyncToken, Watermark,
+    MessageId, MessageRef, SyncToken, Watermark,
 };
 use tokio::time::{timeout, Instant};
 use tracing::Instrument;
@@ -498,9 +498,14 @@ impl Socket {
 
     async fn ack(&mut self, id: MessageId) -> Result<(), axum::Error> {
         let message = match self.recent.by_id.get(&id) {
-            Some(m) => Some(m.clone()),
-            None => match self.state.timelines.message(id).await {
-                Ok(m) => m.map(Arc::new),
+            Some(m) => Some(MessageRef::from(m.as_ref())),
+            None => match self
+                .state
+                .timelines
+                .message_of(self.session.user_id, id)
+                .await
+            {
+                Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e.chain(), "ack lookup failed");
                     return self.error("temporarily unavailable; ack again").await;

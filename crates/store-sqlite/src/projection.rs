@@ -1,0 +1,178 @@
+//! The projector's writes: each event's changes (decided in
+//! `parley_projector::changes`) applied by their merge rules in SQL, one
+//! transaction per batch.
+//!
+//! - insert once: `INSERT OR IGNORE` on the row's key;
+//! - earliest wins: `MIN` over the delivery stamp; a receipt that arrives
+//!   before its message waits in `early_deliveries` and is stamped on the
+//!   message when it is inserted;
+//! - furthest wins: an upsert that only moves a marker forward;
+//! - newest wins: `MAX` over the inbox's last message id;
+//! - count unless read: `inbox.unread_count` counts a message once, when
+//!   its row is first inserted and no marker covers it, and is counted
+//!   again from the messages past the marker whenever the marker moves.
+
+use async_trait::async_trait;
+use parley_domain::{
+    events::{ConversationRead, MessageDelivered, MessageSent},
+    ports::ReadModelWriter,
+    LogPosition, RecordedEvent, StoreError, UserId,
+};
+use parley_projector::changes::{project, Change};
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use crate::{read_models::SqliteReadModels, schema::READ_MODEL_TABLES};
+
+/// Inserts the message once; whether this call inserted it.
+fn message(tx: &Transaction<'_>, m: &MessageSent, at: LogPosition) -> rusqlite::Result<bool> {
+    let id = m.message_id.to_string();
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO messages (conversation_id, message_id, sender, recipient, body, sent_at, log_partition, log_offset)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            m.conversation_id.to_string(),
+            id,
+            m.from.to_string(),
+            m.to.to_string(),
+            m.body.as_str(),
+            m.sent_at.millis(),
+            at.partition,
+            at.offset
+        ])?
+        == 1;
+    if inserted {
+        let early: Option<i64> = tx
+            .prepare_cached("DELETE FROM early_deliveries WHERE message_id = ?1 RETURNING at")?
+            .query_row([&id], |r| r.get(0))
+            .optional()?;
+        if let Some(at) = early {
+            tx.prepare_cached("UPDATE messages SET delivered_at = ?2 WHERE message_id = ?1")?
+                .execute(params![id, at])?;
+        }
+    }
+    Ok(inserted)
+}
+
+fn delivered(tx: &Transaction<'_>, d: &MessageDelivered) -> rusqlite::Result<()> {
+    let (id, at) = (d.message_id.to_string(), d.at.millis());
+    let stamped = tx
+        .prepare_cached(
+            "UPDATE messages SET delivered_at = MIN(COALESCE(delivered_at, ?3), ?3)
+             WHERE conversation_id = ?1 AND message_id = ?2",
+        )?
+        .execute(params![d.conversation_id.to_string(), id, at])?;
+    if stamped == 0 {
+        tx.prepare_cached(
+            "INSERT INTO early_deliveries (message_id, at) VALUES (?1, ?2)
+             ON CONFLICT (message_id) DO UPDATE SET at = MIN(at, excluded.at)",
+        )?
+        .execute(params![id, at])?;
+    }
+    Ok(())
+}
+
+fn marker(tx: &Transaction<'_>, r: &ConversationRead) -> rusqlite::Result<()> {
+    let (conv, reader, up_to) = (
+        r.conversation_id.to_string(),
+        r.reader.to_string(),
+        r.up_to.to_string(),
+    );
+    let moved = tx
+        .prepare_cached(
+            "INSERT INTO read_markers (conversation_id, reader, up_to, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (conversation_id, reader) DO UPDATE SET up_to = excluded.up_to, at = excluded.at
+             WHERE (excluded.up_to, excluded.at) > (read_markers.up_to, read_markers.at)",
+        )?
+        .execute(params![conv, reader, up_to, r.at.millis()])?;
+    if moved > 0 {
+        // Counts only the messages after the marker: usually a handful.
+        tx.prepare_cached(
+            "UPDATE inbox SET unread_count = (
+                 SELECT COUNT(*) FROM messages
+                 WHERE conversation_id = ?1 AND recipient = ?2 AND message_id > ?3)
+             WHERE user_id = ?2 AND conversation_id = ?1",
+        )?
+        .execute(params![conv, reader, up_to])?;
+    }
+    Ok(())
+}
+
+fn inbox(
+    tx: &Transaction<'_>,
+    owner: UserId,
+    peer: UserId,
+    last: &MessageSent,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO inbox (user_id, conversation_id, peer_id, last_message_id, unread_count) VALUES (?1, ?2, ?3, ?4, 0)
+         ON CONFLICT (user_id, conversation_id) DO UPDATE SET
+             last_message_id = MAX(last_message_id, excluded.last_message_id)",
+    )?
+    .execute(params![
+        owner.to_string(),
+        last.conversation_id.to_string(),
+        peer.to_string(),
+        last.message_id.to_string()
+    ])?;
+    Ok(())
+}
+
+/// Counts `m` for `owner` unless their marker already covers it.
+fn unread(tx: &Transaction<'_>, owner: UserId, m: &MessageSent) -> rusqlite::Result<()> {
+    let (conv, owner) = (m.conversation_id.to_string(), owner.to_string());
+    tx.prepare_cached(
+        "UPDATE inbox SET unread_count = unread_count + 1
+         WHERE user_id = ?1 AND conversation_id = ?2 AND NOT EXISTS (
+             SELECT 1 FROM read_markers WHERE conversation_id = ?2 AND reader = ?1 AND up_to >= ?3)",
+    )?
+    .execute(params![owner, conv, m.message_id.to_string()])?;
+    Ok(())
+}
+
+fn feed(tx: &Transaction<'_>, owner: UserId, e: &RecordedEvent) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT OR IGNORE INTO sync_feed (user_id, log_offset) VALUES (?1, ?2)")?
+        .execute(params![owner.to_string(), e.position.offset])?;
+    Ok(())
+}
+
+/// Applies one event's changes.
+fn apply_event(tx: &Transaction<'_>, e: &RecordedEvent) -> rusqlite::Result<()> {
+    // Whether this event's message row is new: its unread mark counts
+    // only then (the mark's key is the message's).
+    let mut fresh = false;
+    for change in project(e) {
+        match change {
+            Change::Message { sent, position } => fresh = message(tx, sent, position)?,
+            Change::Delivered { delivery, .. } => delivered(tx, delivery)?,
+            Change::Marker { read, .. } => marker(tx, read)?,
+            Change::Inbox { owner, peer, last } => inbox(tx, owner, peer, last)?,
+            Change::Unread { owner, message } if fresh => unread(tx, owner, message)?,
+            Change::Unread { .. } => {}
+            Change::Feed { owner, event } => feed(tx, owner, event)?,
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ReadModelWriter for SqliteReadModels {
+    async fn apply(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
+        let events = events.to_vec();
+        self.db
+            .write_derived(move |tx| events.iter().try_for_each(|e| apply_event(tx, e)))
+            .await
+    }
+
+    async fn reset(&self) -> Result<(), StoreError> {
+        self.db
+            .write_derived(|tx| {
+                for t in READ_MODEL_TABLES {
+                    tx.execute(&format!("DELETE FROM {t}"), [])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
