@@ -14,7 +14,13 @@
 //! | `MessageSent` | the message; each participant's inbox entry; an unread mark for the recipient; a feed entry for each participant |
 //! | `MessageDelivered` | the delivery stamp; a feed entry for the sender |
 //! | `ConversationRead` | the reader's marker; a feed entry for each participant |
-//! | `UserRegistered` | none: the directory is written with the credential at registration (it must answer the moment the `201` does), by `UserStore::create` on both backends, and is not a read model a replay rebuilds |
+//! | `UserRegistered` | the user's entry in the directory |
+//!
+//! The directory is a read model like the others: a replay (into a fresh
+//! keyspace too, where no credential is) rebuilds it from the log. It is
+//! also written with the credential at registration, on both backends, so
+//! it answers the moment the `201` does; the projector's insert of the same
+//! entry then changes nothing.
 //!
 //! An event that contradicts itself (a message whose conversation is not
 //! that of its sender and recipient, a receipt by someone outside the
@@ -23,7 +29,7 @@
 
 use parley_domain::{
     events::{ConversationRead, MessageDelivered, MessageSent},
-    ConversationId, Event, LogPosition, RecordedEvent, UserId,
+    ConversationId, Event, LogPosition, PublicUser, RecordedEvent, UserId,
 };
 
 /// How a change merges with the row a store holds under the same key.
@@ -60,7 +66,8 @@ pub enum Change<'a> {
         position: LogPosition,
     },
     /// When the recipient's device acknowledged the message, under
-    /// `(conversation, message id)`; `sender` is whose inbox shows it.
+    /// `(conversation, message id)`; `sender` is the other participant.
+    /// Both inboxes show the stamp while it is their last message.
     /// [`Rule::EarliestWins`].
     Delivered {
         delivery: &'a MessageDelivered,
@@ -86,6 +93,9 @@ pub enum Change<'a> {
         owner: UserId,
         message: &'a MessageSent,
     },
+    /// A user's public view in the directory, under the user's id (and
+    /// found by username prefix). [`Rule::InsertOnce`].
+    User { user: &'a PublicUser },
     /// The event in `owner`'s sync feed, under `(owner, log position)`:
     /// what a socket resuming from an older position is sent.
     /// [`Rule::InsertOnce`].
@@ -98,7 +108,7 @@ pub enum Change<'a> {
 impl Change<'_> {
     pub fn rule(&self) -> Rule {
         match self {
-            Change::Message { .. } | Change::Feed { .. } => Rule::InsertOnce,
+            Change::Message { .. } | Change::Feed { .. } | Change::User { .. } => Rule::InsertOnce,
             Change::Delivered { .. } => Rule::EarliestWins,
             Change::Marker { .. } => Rule::FurthestWins,
             Change::Inbox { .. } => Rule::NewestWins,
@@ -148,7 +158,7 @@ pub fn project(e: &RecordedEvent) -> Vec<Change<'_>> {
             Some(peer) => out.push(Change::Marker { read: r, peer }),
             None => return out,
         },
-        Event::UserRegistered(_) => return out,
+        Event::UserRegistered(u) => out.push(Change::User { user: &u.user }),
     }
     for owner in e.event.audience().into_iter().flatten() {
         out.push(Change::Feed { owner, event: e });
@@ -159,9 +169,7 @@ pub fn project(e: &RecordedEvent) -> Vec<Change<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parley_domain::{
-        events::UserRegistered, EventId, MessageBody, MessageId, PublicUser, Timestamp,
-    };
+    use parley_domain::{events::UserRegistered, EventId, MessageBody, MessageId, Timestamp};
 
     fn recorded(offset: i64, event: Event) -> RecordedEvent {
         RecordedEvent {
@@ -198,6 +206,7 @@ mod tests {
                     Change::Inbox { owner, .. } => ("inbox", Some(*owner)),
                     Change::Unread { owner, .. } => ("unread", Some(*owner)),
                     Change::Feed { owner, .. } => ("feed", Some(*owner)),
+                    Change::User { user } => ("user", Some(user.id)),
                 };
                 (kind, owner, c.rule())
             })
@@ -267,19 +276,23 @@ mod tests {
     }
 
     #[test]
-    fn given_a_registration_then_no_read_model_changes() {
+    fn given_a_registration_then_the_directory_has_the_user_and_no_feed_changes() {
+        let id = UserId::new();
         let e = recorded(
             4,
             Event::UserRegistered(UserRegistered {
                 user: PublicUser {
-                    id: UserId::new(),
+                    id,
                     username: parley_domain::Username::from_trusted("alice".into()),
                     display_name: parley_domain::DisplayName::from_trusted("Alice".into()),
                     created_at: Timestamp::from_millis(1),
                 },
             }),
         );
-        assert!(project(&e).is_empty());
+        assert_eq!(
+            kinds(&project(&e)),
+            vec![("user", Some(id), Rule::InsertOnce)]
+        );
     }
 
     #[test]

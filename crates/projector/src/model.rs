@@ -6,8 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use parley_domain::{
-    events::MessageSent, ports::InboxEntry, ConversationId, LogPosition, Message, MessageId,
-    MessageRef, ReadMarkers, RecordedEvent, Timestamp, UserId,
+    events::MessageSent,
+    ports::{InboxEntry, InboxReader, SyncFeed, TimelineReader, UserStore},
+    ConversationId, LogPosition, Message, MessageId, MessageRef, PublicUser, ReadMarkers,
+    RecordedEvent, StoreError, Timestamp, UserId,
 };
 
 use crate::changes::{project, Change};
@@ -21,6 +23,7 @@ pub struct Model {
     inbox: BTreeMap<(UserId, ConversationId), (UserId, MessageSent)>,
     unread: BTreeSet<(UserId, ConversationId, MessageId)>,
     feed: BTreeMap<(UserId, u32, i64), RecordedEvent>,
+    users: BTreeMap<UserId, PublicUser>,
 }
 
 impl Model {
@@ -69,6 +72,9 @@ impl Model {
             Change::Unread { owner, message } => {
                 self.unread
                     .insert((owner, message.conversation_id, message.message_id));
+            }
+            Change::User { user } => {
+                self.users.entry(user.id).or_insert_with(|| user.clone());
             }
             Change::Feed { owner, event } => {
                 let p = event.position;
@@ -164,6 +170,11 @@ impl Model {
         out
     }
 
+    /// `UserStore::by_id`, as far as the log tells it.
+    pub fn user(&self, id: UserId) -> Option<&PublicUser> {
+        self.users.get(&id)
+    }
+
     /// `SyncFeed::user_events`: `user`'s events in `partition` with an
     /// offset in `(after, upto]`, oldest first, at most `limit`.
     pub fn feed(
@@ -183,6 +194,66 @@ impl Model {
             .map(|(_, e)| e.clone())
             .take(limit)
             .collect()
+    }
+}
+
+/// A store's read ports, as [`Model::mismatches`] asks them.
+pub struct Readers<'a> {
+    pub timelines: &'a dyn TimelineReader,
+    pub inboxes: &'a dyn InboxReader,
+    pub feed: &'a dyn SyncFeed,
+    pub users: &'a dyn UserStore,
+}
+
+impl Model {
+    /// Every answer `store` gives that differs from this model's, for
+    /// `users`: their inboxes, their feeds (log partition 0, up to
+    /// `upto`), every message looked up by each of them, and every page of
+    /// `page` messages of every conversation, walked by cursor; and the
+    /// directory entry of every user the log registered. Empty when the
+    /// store holds what the rules say the log makes.
+    pub async fn mismatches(
+        &self,
+        store: &Readers<'_>,
+        users: &[UserId],
+        page: usize,
+        upto: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut differ = |what: String, same: bool| {
+            if !same {
+                out.push(what);
+            }
+        };
+        for &user in users {
+            let (got, want) = (store.inboxes.inbox(user, 1000).await?, self.inbox(user, 1000));
+            differ(format!("inbox of {user}: {got:?}, not {want:?}"), got == want);
+            let got = store.feed.user_events(user, 0, None, upto, 1000).await?;
+            let want = self.feed(user, 0, None, upto, 1000);
+            differ(format!("feed of {user}: {got:?}, not {want:?}"), got == want);
+            for &(_, id) in self.messages.keys() {
+                let (got, want) = (store.timelines.message_of(user, id).await?, self.message_of(user, id));
+                differ(format!("message {id} for {user}: {got:?}, not {want:?}"), got == want);
+            }
+        }
+        let conversations: BTreeSet<ConversationId> = self.messages.keys().map(|(c, _)| *c).collect();
+        for c in conversations {
+            let mut before = None;
+            loop {
+                let got = store.timelines.page(c, before, page).await?;
+                let want = self.page(c, before, page);
+                differ(format!("page of {c:?} before {before:?}: {got:?}, not {want:?}"), got == want);
+                match want.last() {
+                    Some(last) if want.len() == page => before = Some(last.id),
+                    _ => break,
+                }
+            }
+        }
+        for (id, want) in &self.users {
+            let got = store.users.by_id(*id).await?;
+            differ(format!("user {id}: {got:?}, not {want:?}"), got.as_ref() == Some(want));
+        }
+        Ok(out)
     }
 }
 

@@ -6,11 +6,13 @@
 
 mod backfill;
 mod dedup;
+mod projection;
 mod read_models;
 mod revocations;
 mod schema;
 mod secure;
 mod statements;
+mod user_rows;
 mod users;
 
 use std::{sync::Arc, time::Duration};
@@ -197,6 +199,14 @@ async fn schema_migrate(session: &Session, config: &CqlConfig) -> Result<i32, St
                         ddl(format!("ALTER TABLE {ks}.{table} ADD {column} {cql_type}")).await?;
                     }
                 }
+                Ddl::CopyIntoUserRows => {
+                    session
+                        .await_schema_agreement()
+                        .await
+                        .map_err(StoreError::unavailable)?;
+                    let copied = backfill::copy_into_user_rows(session, ks).await?;
+                    tracing::info!(keyspace = %ks, rows = copied, "filled user_rows from the older tables");
+                }
                 Ddl::CopyRevokedSessions => {
                     session
                         .await_schema_agreement()
@@ -262,6 +272,23 @@ pub(crate) async fn observed(
     statement: &'static str,
     request: impl std::future::Future<Output = Result<QueryResult, ExecutionError>>,
 ) -> Result<QueryResult, StoreError> {
+    let started = std::time::Instant::now();
+    let out = request.await;
+    metrics::histogram!("parley_cql_request_seconds", "statement" => statement)
+        .record(started.elapsed().as_secs_f64());
+    out.map_err(|e| {
+        metrics::counter!("parley_cql_failures_total", "statement" => statement).increment(1);
+        execution_error(e)
+    })
+}
+
+/// [`observed`] for one page of a paged read.
+pub(crate) async fn observed_page(
+    statement: &'static str,
+    request: impl std::future::Future<
+        Output = Result<(QueryResult, scylla::response::PagingStateResponse), ExecutionError>,
+    >,
+) -> Result<(QueryResult, scylla::response::PagingStateResponse), StoreError> {
     let started = std::time::Instant::now();
     let out = request.await;
     metrics::histogram!("parley_cql_request_seconds", "statement" => statement)

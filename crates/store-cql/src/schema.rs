@@ -32,6 +32,9 @@ pub enum Ddl {
     /// Every session in `revoked_sessions` written into today's
     /// `revocations`, so a logout made before the upgrade still holds.
     CopyRevokedSessions,
+    /// What the read-model tables of releases before `user_rows` hold,
+    /// written into it (and into `read_markers.marker`).
+    CopyIntoUserRows,
 }
 
 /// Each participant's copy of a conversation's read markers (read by
@@ -138,7 +141,36 @@ pub const MIGRATIONS: &[(i32, &[Ddl])] = &[
     // a later release, so processes of the previous one fail no writes
     // while a rolling upgrade replaces them.
     (5, &[Ddl::Run(USER_SYNC), Ddl::Run(USER_SYNC_BUCKETS)]),
+    // 6: each user's rows in one partition (`user_rows`), so the rows one
+    // message writes for a user are one mutation, and read markers as one
+    // cell (`marker`) whose order is theirs. `user_rows` starts out with
+    // what `inbox`, `unread`, `user_sync`, `read_markers` and `timeline`
+    // hold (the message lookup `message_index` gave, now per user). The old
+    // tables are no longer written; they stay until a later release, so
+    // processes of the previous one fail no writes during a rolling
+    // upgrade. What such a process projects after the copy reaches
+    // `user_rows` only through `parley replay`: stop the projector for the
+    // upgrade.
+    (
+        6,
+        &[
+            Ddl::Run(USER_ROWS),
+            Ddl::AddColumn {
+                table: "read_markers",
+                column: "marker",
+                cql_type: "text",
+            },
+            Ddl::CopyIntoUserRows,
+        ],
+    ),
 ];
+
+/// See `user_rows`.
+const USER_ROWS: &str = "CREATE TABLE IF NOT EXISTS {ks}.user_rows (
+    user_id text, kind tinyint, conversation_id text, log_partition int, log_offset bigint,
+    message_id text, event blob, peer_id text, last_message text, delivered text,
+    own_marker text, peer_marker text, outgoing boolean,
+    PRIMARY KEY ((user_id), kind, conversation_id, log_partition, log_offset, message_id))";
 
 /// One row per event of a user's audience (`Event::audience`), holding
 /// the event as the log has it.
@@ -157,12 +189,8 @@ pub const READ_MODEL_TABLES: &[&str] = &[
     "user_directory",
     "timeline",
     "timeline_buckets",
-    "message_index",
-    "user_sync",
-    "user_sync_buckets",
     "read_markers",
-    "inbox",
-    "unread",
+    "user_rows",
 ];
 
 pub fn bucket_of(millis: i64) -> i64 {

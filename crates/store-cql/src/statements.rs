@@ -3,6 +3,8 @@
 use parley_domain::StoreError;
 use scylla::{client::session::Session, statement::prepared::PreparedStatement};
 
+use crate::user_rows::{Kind, INBOX_PAGE};
+
 /// Column list of a timeline row, in the order `read_models` decodes it.
 pub const MESSAGE_COLUMNS: &str =
     "conversation_id, message_id, sender, recipient, body, sent_at, delivered_at";
@@ -44,27 +46,27 @@ pub struct Statements {
     // dedup
     pub dedup_claim: Prepared,
     pub dedup_settle: Prepared,
-    // projection
+    // projection: timelines and markers by conversation
     pub timeline_insert: Prepared,
     pub timeline_delivered: Prepared,
     pub bucket_insert: Prepared,
-    pub index_insert: Prepared,
-    pub sync_insert: Prepared,
-    pub sync_bucket_insert: Prepared,
-    pub inbox_upsert: Prepared,
+    pub marker_upsert: Prepared,
+    // projection: each user's rows (`user_rows`)
+    pub feed_insert: Prepared,
+    pub inbox_last: Prepared,
+    pub inbox_delivered: Prepared,
+    pub inbox_own_marker: Prepared,
+    pub inbox_peer_marker: Prepared,
     pub unread_insert: Prepared,
     pub unread_clear: Prepared,
-    pub marker_upsert: Prepared,
+    pub message_of_insert: Prepared,
     // reads
     pub buckets_before: Prepared,
     pub timeline_page: Prepared,
-    pub timeline_one: Prepared,
-    pub index_lookup: Prepared,
     pub markers: Prepared,
-    pub sync_buckets: Prepared,
-    pub sync_after: Prepared,
+    pub feed_after: Prepared,
     pub inbox: Prepared,
-    pub unread_counts: Prepared,
+    pub message_of: Prepared,
 }
 
 impl Statements {
@@ -79,6 +81,12 @@ impl Statements {
             Ok::<_, StoreError>(Prepared { name, st })
         };
         let m = MESSAGE_COLUMNS;
+        let (feed, inbox, unread, message) = (
+            Kind::Feed as i8,
+            Kind::Inbox as i8,
+            Kind::Unread as i8,
+            Kind::Message as i8,
+        );
         Ok(Self {
             health: p("health", "SELECT release_version FROM system.local".into(), true).await?,
             user_claim: p("user_claim", format!(
@@ -121,46 +129,58 @@ impl Statements {
                  WHERE conversation_id = ? AND bucket = ? AND message_id = ?"), true).await?,
             bucket_insert: p("bucket_insert", format!(
                 "INSERT INTO {ks}.timeline_buckets (conversation_id, bucket) VALUES (?, ?) USING TIMESTAMP ?"), true).await?,
-            index_insert: p("index_insert", format!(
-                "INSERT INTO {ks}.message_index (message_id, conversation_id) VALUES (?, ?) USING TIMESTAMP ?"), true).await?,
-            sync_insert: p("sync_insert", format!(
-                "INSERT INTO {ks}.user_sync (user_id, log_partition, bucket, log_offset, event)
-                 VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
-            sync_bucket_insert: p("sync_bucket_insert", format!(
-                "INSERT INTO {ks}.user_sync_buckets (user_id, log_partition, bucket) VALUES (?, ?, ?)
-                 USING TIMESTAMP ?"), true).await?,
-            inbox_upsert: p("inbox_upsert", format!(
-                "INSERT INTO {ks}.inbox (user_id, conversation_id, peer_id, last_message) VALUES (?, ?, ?, ?)
-                 USING TIMESTAMP ?"), true).await?,
-            unread_insert: p("unread_insert", format!(
-                "INSERT INTO {ks}.unread (user_id, conversation_id, message_id) VALUES (?, ?, ?) USING TIMESTAMP ?"), true).await?,
-            unread_clear: p("unread_clear", format!(
-                "DELETE FROM {ks}.unread USING TIMESTAMP ?
-                 WHERE user_id = ? AND conversation_id = ? AND message_id <= ?"), true).await?,
             marker_upsert: p("marker_upsert", format!(
-                "INSERT INTO {ks}.read_markers (conversation_id, reader, up_to, at) VALUES (?, ?, ?, ?)
+                "INSERT INTO {ks}.read_markers (conversation_id, reader, up_to, at, marker) VALUES (?, ?, ?, ?, ?)
                  USING TIMESTAMP ?"), true).await?,
+            feed_insert: p("feed_insert", format!(
+                "INSERT INTO {ks}.user_rows (user_id, kind, conversation_id, log_partition, log_offset, message_id, event)
+                 VALUES (?, {feed}, '', ?, ?, '', ?) USING TIMESTAMP ?"), true).await?,
+            inbox_last: p("inbox_last", format!(
+                "INSERT INTO {ks}.user_rows (user_id, kind, conversation_id, log_partition, log_offset, message_id, peer_id, last_message)
+                 VALUES (?, {inbox}, ?, 0, 0, '', ?, ?) USING TIMESTAMP ?"), true).await?,
+            inbox_delivered: p("inbox_delivered", format!(
+                "UPDATE {ks}.user_rows USING TIMESTAMP ? SET delivered = ?
+                 WHERE user_id = ? AND kind = {inbox} AND conversation_id = ? AND log_partition = 0 AND log_offset = 0 AND message_id = ''"), true).await?,
+            inbox_own_marker: p("inbox_own_marker", format!(
+                "UPDATE {ks}.user_rows USING TIMESTAMP ? SET own_marker = ?
+                 WHERE user_id = ? AND kind = {inbox} AND conversation_id = ? AND log_partition = 0 AND log_offset = 0 AND message_id = ''"), true).await?,
+            inbox_peer_marker: p("inbox_peer_marker", format!(
+                "UPDATE {ks}.user_rows USING TIMESTAMP ? SET peer_marker = ?
+                 WHERE user_id = ? AND kind = {inbox} AND conversation_id = ? AND log_partition = 0 AND log_offset = 0 AND message_id = ''"), true).await?,
+            unread_insert: p("unread_insert", format!(
+                "INSERT INTO {ks}.user_rows (user_id, kind, conversation_id, log_partition, log_offset, message_id)
+                 VALUES (?, {unread}, ?, 0, 0, ?) USING TIMESTAMP ?"), true).await?,
+            unread_clear: p("unread_clear", format!(
+                "DELETE FROM {ks}.user_rows USING TIMESTAMP ?
+                 WHERE user_id = ? AND kind = {unread} AND conversation_id = ? AND log_partition = 0 AND log_offset = 0
+                 AND message_id <= ?"), true).await?,
+            message_of_insert: p("message_of_insert", format!(
+                "INSERT INTO {ks}.user_rows (user_id, kind, conversation_id, log_partition, log_offset, message_id, peer_id, outgoing)
+                 VALUES (?, {message}, '', 0, 0, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
             buckets_before: p("buckets_before", format!(
                 "SELECT bucket FROM {ks}.timeline_buckets WHERE conversation_id = ? AND bucket <= ? LIMIT ?"), true).await?,
             timeline_page: p("timeline_page", format!(
                 "SELECT {m} FROM {ks}.timeline WHERE conversation_id = ? AND bucket = ? AND message_id < ? LIMIT ?"), true).await?,
-            timeline_one: p("timeline_one", format!(
-                "SELECT {m} FROM {ks}.timeline WHERE conversation_id = ? AND bucket = ? AND message_id = ?"), true).await?,
-            index_lookup: p("index_lookup", format!(
-                "SELECT conversation_id FROM {ks}.message_index WHERE message_id = ?"), true).await?,
             markers: p("markers", format!(
-                "SELECT reader, up_to, at FROM {ks}.read_markers WHERE conversation_id = ?"), true).await?,
-            sync_buckets: p("sync_buckets", format!(
-                "SELECT bucket FROM {ks}.user_sync_buckets
-                 WHERE user_id = ? AND log_partition = ? AND bucket >= ? AND bucket <= ? LIMIT ?"), true).await?,
-            sync_after: p("sync_after", format!(
-                "SELECT log_offset, event FROM {ks}.user_sync
-                 WHERE user_id = ? AND log_partition = ? AND bucket = ? AND log_offset > ? AND log_offset <= ?
-                 LIMIT ?"), true).await?,
-            inbox: p("inbox", format!(
-                "SELECT conversation_id, peer_id, last_message FROM {ks}.inbox WHERE user_id = ?"), true).await?,
-            unread_counts: p("unread_counts", format!(
-                "SELECT conversation_id, COUNT(*) FROM {ks}.unread WHERE user_id = ? GROUP BY conversation_id"), true).await?,
+                "SELECT reader, up_to, at, marker FROM {ks}.read_markers WHERE conversation_id = ?"), true).await?,
+            feed_after: p("feed_after", format!(
+                "SELECT log_offset, event FROM {ks}.user_rows
+                 WHERE user_id = ? AND kind = {feed} AND conversation_id = '' AND log_partition = ?
+                 AND log_offset > ? AND log_offset <= ? LIMIT ?"), true).await?,
+            inbox: inbox_page(p("inbox", format!(
+                "SELECT kind, conversation_id, message_id, peer_id, last_message, delivered, own_marker, peer_marker
+                 FROM {ks}.user_rows WHERE user_id = ? AND kind >= {inbox} AND kind <= {unread}"), true).await?),
+            message_of: p("message_of", format!(
+                "SELECT peer_id, outgoing FROM {ks}.user_rows
+                 WHERE user_id = ? AND kind = {message} AND conversation_id = '' AND log_partition = 0 AND log_offset = 0
+                 AND message_id = ?"), true).await?,
         })
     }
+}
+
+/// The inbox is read a page of [`INBOX_PAGE`] rows at a time: one request
+/// for all but the largest inboxes.
+fn inbox_page(mut p: Prepared) -> Prepared {
+    p.st.set_page_size(INBOX_PAGE);
+    p
 }

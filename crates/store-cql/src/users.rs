@@ -46,7 +46,7 @@ fn public_from_row(
 }
 
 /// The 1-, 2- and 3-character prefixes a user is listed under.
-fn prefixes(username: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn prefixes(username: &str) -> impl Iterator<Item = &str> {
     (1..=3).filter_map(move |n| username.get(..n))
 }
 
@@ -59,23 +59,11 @@ impl Cql {
     /// Writes a user's public view; the projector calls it again from
     /// `UserRegistered` with the same values, so replay rebuilds it.
     pub(crate) async fn write_public_user(&self, u: &PublicUser) -> Result<(), StoreError> {
-        let (id, name, display) = (
-            u.id.to_string(),
-            u.username.as_str(),
-            u.display_name.as_str(),
-        );
-        let ts = micros(u.created_at);
-        let created = u.created_at.millis();
-        let mut writes = vec![self.write(
-            &self.st.user_by_id_insert,
-            (id.clone(), name, display, created, ts),
-        )];
-        for prefix in prefixes(name) {
-            writes.push(self.write(
-                &self.st.directory_insert,
-                (prefix, name, id.clone(), display, created, ts),
-            ));
-        }
+        let writes = self
+            .st
+            .directory_rows(u)
+            .into_iter()
+            .map(|(p, r)| self.partition_write(p.request(), vec![r]));
         try_join_all(writes).await.map(drop)
     }
 }

@@ -8,6 +8,8 @@
 //!   message when it is inserted;
 //! - furthest wins: an upsert that only moves a marker forward;
 //! - newest wins: `MAX` over the inbox's last message id;
+//! - the directory: `INSERT OR IGNORE` (registration wrote it already,
+//!   unless this is a replay);
 //! - count unless read: `inbox.unread_count` counts a message once, when
 //!   its row is first inserted and no marker covers it, and is counted
 //!   again from the messages past the marker whenever the marker moves.
@@ -16,7 +18,7 @@ use async_trait::async_trait;
 use parley_domain::{
     events::{ConversationRead, MessageDelivered, MessageSent},
     ports::ReadModelWriter,
-    LogPosition, RecordedEvent, StoreError, UserId,
+    LogPosition, PublicUser, RecordedEvent, StoreError, UserId,
 };
 use parley_projector::changes::{project, Change};
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -131,6 +133,19 @@ fn unread(tx: &Transaction<'_>, owner: UserId, m: &MessageSent) -> rusqlite::Res
     Ok(())
 }
 
+pub(crate) fn directory(tx: &Transaction<'_>, u: &PublicUser) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO directory (id, username, display_name, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        u.id.to_string(),
+        u.username.as_str(),
+        u.display_name.as_str(),
+        u.created_at.millis()
+    ])?;
+    Ok(())
+}
+
 fn feed(tx: &Transaction<'_>, owner: UserId, e: &RecordedEvent) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT OR IGNORE INTO sync_feed (user_id, log_offset) VALUES (?1, ?2)")?
         .execute(params![owner.to_string(), e.position.offset])?;
@@ -151,6 +166,7 @@ fn apply_event(tx: &Transaction<'_>, e: &RecordedEvent) -> rusqlite::Result<()> 
             Change::Unread { owner, message } if fresh => unread(tx, owner, message)?,
             Change::Unread { .. } => {}
             Change::Feed { owner, event } => feed(tx, owner, event)?,
+            Change::User { user } => directory(tx, user)?,
         }
     }
     Ok(())

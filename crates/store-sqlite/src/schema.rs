@@ -163,6 +163,19 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 6: the directory apart from the credentials, as a read model the
+    // projector keeps from `UserRegistered` (and registration writes at
+    // once), as on the cluster; it starts with every user there is.
+    r#"
+    CREATE TABLE directory (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO directory (id, username, display_name, created_at)
+        SELECT id, username, display_name, created_at FROM users;
+    "#,
 ];
 
 /// The tables `parley replay` empties: everything the projector derives.
@@ -172,6 +185,7 @@ pub const READ_MODEL_TABLES: &[&str] = &[
     "inbox",
     "sync_feed",
     "early_deliveries",
+    "directory",
 ];
 
 pub fn migrate_log(conn: &mut Connection) -> rusqlite::Result<u32> {

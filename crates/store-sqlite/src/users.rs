@@ -39,19 +39,25 @@ impl SqliteUsers {
 }
 
 const USER_COLUMNS: &str = "id, username, display_name, created_at, password_hash";
+/// The directory's columns, in the order [`public_from_row`] reads.
+const PUBLIC_COLUMNS: &str = "id, username, display_name, created_at";
 
-fn credential_from_row(r: &Row<'_>) -> rusqlite::Result<Credential> {
+fn public_from_row(r: &Row<'_>) -> rusqlite::Result<PublicUser> {
     let id: String = r.get(0)?;
     let id = UserId::parse("id", &id).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })?;
+    Ok(PublicUser {
+        id,
+        username: Username::from_trusted(r.get(1)?),
+        display_name: DisplayName::from_trusted(r.get(2)?),
+        created_at: Timestamp::from_millis(r.get(3)?),
+    })
+}
+
+fn credential_from_row(r: &Row<'_>) -> rusqlite::Result<Credential> {
     Ok(Credential {
-        user: PublicUser {
-            id,
-            username: Username::from_trusted(r.get(1)?),
-            display_name: DisplayName::from_trusted(r.get(2)?),
-            created_at: Timestamp::from_millis(r.get(3)?),
-        },
+        user: public_from_row(r)?,
         hash: PasswordHash::from_phc(r.get(4)?),
     })
 }
@@ -72,8 +78,10 @@ impl UserStore for SqliteUsers {
                     u.display_name.as_str(),
                     hash,
                     u.created_at.millis()
-                ])
-                .map(drop)
+                ])?;
+                // The directory answers for the user at once; the
+                // projector inserts the same entry from `UserRegistered`.
+                crate::projection::directory(tx, &u)
             })
             .await
     }
@@ -84,7 +92,8 @@ impl UserStore for SqliteUsers {
         }
         self.db
             .write(move |tx| {
-                tx.execute("DELETE FROM users WHERE id = ?1", [id.to_string()])
+                tx.execute("DELETE FROM users WHERE id = ?1", [id.to_string()])?;
+                tx.execute("DELETE FROM directory WHERE id = ?1", [id.to_string()])
                     .map(drop)
             })
             .await
@@ -115,12 +124,13 @@ impl UserStore for SqliteUsers {
         let found = self
             .db
             .read(move |c| {
-                c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
-                    .query_row([id.to_string()], credential_from_row)
-                    .optional()
+                c.prepare_cached(&format!(
+                    "SELECT {PUBLIC_COLUMNS} FROM directory WHERE id = ?1"
+                ))?
+                .query_row([id.to_string()], public_from_row)
+                .optional()
             })
-            .await?
-            .map(|c| c.user);
+            .await?;
         if let (Some(u), Ok(mut cache)) = (&found, self.by_id_cache.write()) {
             cache.insert(id, u.clone());
         }
@@ -138,10 +148,10 @@ impl UserStore for SqliteUsers {
         self.db
             .read(move |c| {
                 let mut st = c.prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS} FROM users WHERE username >= ?1 AND username < ?2 ORDER BY username LIMIT ?3"
+                    "SELECT {PUBLIC_COLUMNS} FROM directory WHERE username >= ?1 AND username < ?2 ORDER BY username LIMIT ?3"
                 ))?;
-                let rows = st.query_map(params![lo, hi, limit as i64], credential_from_row)?;
-                rows.map(|r| r.map(|c| c.user)).collect()
+                let rows = st.query_map(params![lo, hi, limit as i64], public_from_row)?;
+                rows.collect()
             })
             .await
     }

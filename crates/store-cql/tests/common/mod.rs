@@ -12,7 +12,7 @@ use parley_store_cql::{Cql, CqlConfig};
 use scylla::client::{session::Session, session_builder::SessionBuilder};
 
 /// The schema version `migrate` brings a keyspace to.
-pub const LATEST: i32 = 5;
+pub const LATEST: i32 = 6;
 
 /// A plain CQL session, for what a test does to a keyspace behind the
 /// store's back.
