@@ -1,11 +1,21 @@
 //! One store of each kind, fresh per test, behind what the cases need.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::{
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use parley_domain::{
-    ports::{EventAppender, PendingEvent, ReadModelWriter, SyncFeed},
+    ports::{
+        DedupKeys, EventAppender, InboxReader, PendingEvent, ReadModelWriter, SyncFeed,
+        TimelineReader, UserStore,
+    },
     Event, LogPosition, RecordedEvent, Stamp,
 };
+use parley_log_kafka::{Kafka, KafkaConfig};
 use parley_store_cql::{Cql, CqlConfig};
 use parley_store_sqlite::Embedded;
 
@@ -16,7 +26,16 @@ pub enum Store {
     },
     /// The CQL store has no log of its own: events get positions here, in
     /// the one partition a case asks for.
-    Cql { store: Cql, next: AtomicI64 },
+    Cql {
+        store: Arc<Cql>,
+        next: AtomicI64,
+        suffix: String,
+    },
+}
+
+fn suffix() -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    id[id.len() - 12..].to_owned()
 }
 
 impl Store {
@@ -32,20 +51,21 @@ impl Store {
     }
 
     async fn cql() -> Self {
-        let suffix = uuid::Uuid::now_v7().simple().to_string();
+        let suffix = suffix();
         let config = CqlConfig {
             nodes: std::env::var("PARLEY_SCYLLA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
-            keyspace: format!("contract_{}", &suffix[suffix.len() - 12..]),
+            keyspace: format!("contract_{suffix}"),
             replication_factor: 1,
             security: Default::default(),
         };
         Cql::migrate(&config)
             .await
             .expect("Cassandra must be running (infra/local/up)");
-        let store = Cql::connect(&config).await.expect("connect");
+        let store = Arc::new(Cql::connect(&config).await.expect("connect"));
         Store::Cql {
             store,
             next: AtomicI64::new(1),
+            suffix,
         }
     }
 
@@ -83,14 +103,60 @@ impl Store {
     pub fn writer(&self) -> &dyn ReadModelWriter {
         match self {
             Store::Sqlite { backend, .. } => backend.read_models.as_ref(),
-            Store::Cql { store, .. } => store,
+            Store::Cql { store, .. } => store.as_ref(),
         }
     }
 
     pub fn feed(&self) -> &dyn SyncFeed {
         match self {
             Store::Sqlite { backend, .. } => backend.sync_feed.as_ref(),
-            Store::Cql { store, .. } => store,
+            Store::Cql { store, .. } => store.as_ref(),
+        }
+    }
+
+    pub fn timelines(&self) -> &dyn TimelineReader {
+        match self {
+            Store::Sqlite { backend, .. } => backend.read_models.as_ref(),
+            Store::Cql { store, .. } => store.as_ref(),
+        }
+    }
+
+    pub fn inboxes(&self) -> &dyn InboxReader {
+        match self {
+            Store::Sqlite { backend, .. } => backend.read_models.as_ref(),
+            Store::Cql { store, .. } => store.as_ref(),
+        }
+    }
+
+    pub fn users(&self) -> &dyn UserStore {
+        match self {
+            Store::Sqlite { backend, .. } => backend.users.as_ref(),
+            Store::Cql { store, .. } => store.as_ref(),
+        }
+    }
+
+    /// The appender each backend sends with: the embedded log, which
+    /// checks de-duplication keys in the append's transaction, or a Kafka
+    /// topic of the case's own with the CQL store's keys.
+    pub async fn appender(&self) -> Arc<dyn EventAppender> {
+        match self {
+            Store::Sqlite { backend, .. } => backend.appender.clone(),
+            Store::Cql { store, suffix, .. } => {
+                let kafka = Kafka::connect(KafkaConfig {
+                    brokers: std::env::var("PARLEY_KAFKA_BROKERS")
+                        .unwrap_or_else(|_| "127.0.0.1:9092".into()),
+                    topic: format!("contract-{suffix}"),
+                    partitions: 2,
+                    replication: 1,
+                    group_prefix: format!("contract.{suffix}"),
+                    produce_timeout: Duration::from_secs(5),
+                    properties: Default::default(),
+                })
+                .await
+                .expect("Kafka must be running (infra/local/up)");
+                let keys: Arc<dyn DedupKeys> = store.clone();
+                Arc::new(kafka.appender(Some(keys)))
+            }
         }
     }
 }
