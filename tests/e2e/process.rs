@@ -170,13 +170,13 @@ async fn migrate_creates_the_schema() {
         let said = String::from_utf8_lossy(&out.stdout).into_owned();
         match d.backend {
             parley::cli::Backend::Embedded => {
-                assert!(said.contains("schema at version 4"), "{said}");
+                assert!(said.contains("schema at version 6"), "{said}");
                 assert!(d.dir.path().join("parley.db").exists());
                 assert!(d.dir.path().join("log.db").exists());
             }
             parley::cli::Backend::Cluster => {
                 assert!(
-                    said.contains(&format!("keyspace {} at version 5", d.keyspace)),
+                    said.contains(&format!("keyspace {} at version 6", d.keyspace)),
                     "{said}"
                 )
             }

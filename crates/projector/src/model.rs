@@ -226,23 +226,42 @@ impl Model {
             }
         };
         for &user in users {
-            let (got, want) = (store.inboxes.inbox(user, 1000).await?, self.inbox(user, 1000));
-            differ(format!("inbox of {user}: {got:?}, not {want:?}"), got == want);
+            let (got, want) = (
+                store.inboxes.inbox(user, 1000).await?,
+                self.inbox(user, 1000),
+            );
+            differ(
+                format!("inbox of {user}: {got:?}, not {want:?}"),
+                got == want,
+            );
             let got = store.feed.user_events(user, 0, None, upto, 1000).await?;
             let want = self.feed(user, 0, None, upto, 1000);
-            differ(format!("feed of {user}: {got:?}, not {want:?}"), got == want);
+            differ(
+                format!("feed of {user}: {got:?}, not {want:?}"),
+                got == want,
+            );
             for &(_, id) in self.messages.keys() {
-                let (got, want) = (store.timelines.message_of(user, id).await?, self.message_of(user, id));
-                differ(format!("message {id} for {user}: {got:?}, not {want:?}"), got == want);
+                let (got, want) = (
+                    store.timelines.message_of(user, id).await?,
+                    self.message_of(user, id),
+                );
+                differ(
+                    format!("message {id} for {user}: {got:?}, not {want:?}"),
+                    got == want,
+                );
             }
         }
-        let conversations: BTreeSet<ConversationId> = self.messages.keys().map(|(c, _)| *c).collect();
+        let conversations: BTreeSet<ConversationId> =
+            self.messages.keys().map(|(c, _)| *c).collect();
         for c in conversations {
             let mut before = None;
             loop {
                 let got = store.timelines.page(c, before, page).await?;
                 let want = self.page(c, before, page);
-                differ(format!("page of {c:?} before {before:?}: {got:?}, not {want:?}"), got == want);
+                differ(
+                    format!("page of {c:?} before {before:?}: {got:?}, not {want:?}"),
+                    got == want,
+                );
                 match want.last() {
                     Some(last) if want.len() == page => before = Some(last.id),
                     _ => break,
@@ -251,7 +270,10 @@ impl Model {
         }
         for (id, want) in &self.users {
             let got = store.users.by_id(*id).await?;
-            differ(format!("user {id}: {got:?}, not {want:?}"), got.as_ref() == Some(want));
+            differ(
+                format!("user {id}: {got:?}, not {want:?}"),
+                got.as_ref() == Some(want),
+            );
         }
         Ok(out)
     }

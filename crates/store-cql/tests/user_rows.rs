@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use common::{config, forget_migrations_from, session, store_on, LATEST};
 use parley_domain::{
-    ports::ReadModelWriter, ConversationId, Event, EventId, LogPosition, MessageId,
-    RecordedEvent, Stamp, Timestamp, UserId,
+    ports::ReadModelWriter, ConversationId, Event, EventId, LogPosition, MessageId, RecordedEvent,
+    Stamp, Timestamp, UserId,
 };
 use parley_projector::{
     model::{Model, Readers},
@@ -69,9 +69,18 @@ async fn write_as_release_5(s: &Session, ks: &str, log: &[RecordedEvent]) {
             (&conv, bucket, m.message_id.to_string(), m.from.to_string(), m.to.to_string(),
              m.body.as_str(), m.sent_at.millis(), delivered.get(&m.message_id).map(|t: &Timestamp| t.millis())),
         ).await;
-        run(s, format!("INSERT INTO {ks}.timeline_buckets (conversation_id, bucket) VALUES (?, ?)"), (&conv, bucket)).await;
-        run(s, format!("INSERT INTO {ks}.message_index (message_id, conversation_id) VALUES (?, ?)"),
-            (m.message_id.to_string(), &conv)).await;
+        run(
+            s,
+            format!("INSERT INTO {ks}.timeline_buckets (conversation_id, bucket) VALUES (?, ?)"),
+            (&conv, bucket),
+        )
+        .await;
+        run(
+            s,
+            format!("INSERT INTO {ks}.message_index (message_id, conversation_id) VALUES (?, ?)"),
+            (m.message_id.to_string(), &conv),
+        )
+        .await;
         for (owner, peer) in [(m.from, m.to), (m.to, m.from)] {
             inbox.insert((owner, m.conversation_id), (peer, m.clone()));
         }
@@ -91,7 +100,10 @@ async fn write_as_release_5(s: &Session, ks: &str, log: &[RecordedEvent]) {
             (conv.to_string(), reader.to_string(), up_to.to_string(), at.millis())).await;
     }
     for e in log {
-        let bytes = e.event.encode(Stamp { id: e.id, at: e.at }).expect("encode");
+        let bytes = e
+            .event
+            .encode(Stamp { id: e.id, at: e.at })
+            .expect("encode");
         let o = e.position.offset;
         for user in e.event.audience().into_iter().flatten() {
             run(s, format!(
@@ -135,10 +147,16 @@ async fn user_rows_start_out_with_what_the_older_tables_hold() {
         Step::Send { from: 1, to: 0 },
         Step::Deliver { nth: 0 },
         Step::Send { from: 0, to: 1 },
-        Step::Read { nth: 0, by_sender: false },
+        Step::Read {
+            nth: 0,
+            by_sender: false,
+        },
         Step::Send { from: 2, to: 0 },
         Step::Deliver { nth: 3 },
-        Step::Read { nth: 3, by_sender: true },
+        Step::Read {
+            nth: 3,
+            by_sender: true,
+        },
     ] {
         script.step(step);
     }
@@ -148,18 +166,27 @@ async fn user_rows_start_out_with_what_the_older_tables_hold() {
     assert_eq!(Cql::migrate(&config).await.expect("migrate"), LATEST);
     let store = store_on(&config).await;
     let mut model = Model::of(&old);
-    assert_eq!(mismatches(&store, &model, &script).await, Vec::<String>::new());
+    assert_eq!(
+        mismatches(&store, &model, &script).await,
+        Vec::<String>::new()
+    );
 
     // What the new projector writes merges with what was copied.
     let copied = script.events().len();
     script
         .step(Step::Send { from: 1, to: 0 })
-        .step(Step::Read { nth: 2, by_sender: false })
+        .step(Step::Read {
+            nth: 2,
+            by_sender: false,
+        })
         .step(Step::Deliver { nth: 4 });
     let new = recorded(&script.events()[copied..], old.len() as i64 + 1);
     store.apply(&new).await.expect("apply");
     for e in &new {
         model.apply_event(e);
     }
-    assert_eq!(mismatches(&store, &model, &script).await, Vec::<String>::new());
+    assert_eq!(
+        mismatches(&store, &model, &script).await,
+        Vec::<String>::new()
+    );
 }

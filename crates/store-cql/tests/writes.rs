@@ -70,7 +70,10 @@ async fn a_message_in_an_existing_conversation_costs_at_most_four_writes() {
     let config = config("writes");
     let store = store_on(&config).await;
     let s = session(&config).await;
-    let mut script = Script::new(2, Timestamp::from_millis(Timestamp::now().millis() - 60_000));
+    let mut script = Script::new(
+        2,
+        Timestamp::from_millis(Timestamp::now().millis() - 60_000),
+    );
     script.step(Step::Send { from: 0, to: 1 });
     const N: usize = 20;
     for i in 0..N {
@@ -95,7 +98,10 @@ async fn a_message_in_an_existing_conversation_costs_at_most_four_writes() {
         .collect();
     // The first message opens the conversation.
     store.apply(&log[..1]).await.expect("apply");
-    let (c0, p0) = (cassandra_writes(&s, &config.keyspace).await, parley_writes(&metrics));
+    let (c0, p0) = (
+        cassandra_writes(&s, &config.keyspace).await,
+        parley_writes(&metrics),
+    );
     // Then one message per batch, as a projector keeping up with a
     // trickle applies them: the most each message can cost.
     for e in &log[1..] {
@@ -104,7 +110,11 @@ async fn a_message_in_an_existing_conversation_costs_at_most_four_writes() {
     let c = delta(&c0, &cassandra_writes(&s, &config.keyspace).await);
     let p = delta(&p0, &parley_writes(&metrics));
     let per = |m: &BTreeMap<String, i64>| m.values().sum::<i64>() as f64 / N as f64;
-    eprintln!("per message: Cassandra {:.2} {c:?}; Parley {:.2} {p:?}", per(&c), per(&p));
+    eprintln!(
+        "per message: Cassandra {:.2} {c:?}; Parley {:.2} {p:?}",
+        per(&c),
+        per(&p)
+    );
     assert!(per(&c) <= 4.0, "Cassandra counted {c:?} for {N} messages");
     assert!(per(&p) <= 4.0, "Parley sent {p:?} for {N} messages");
     assert_eq!(
