@@ -25,7 +25,10 @@ async fn a_repeated_client_id_is_appended_once() {
             Appended::New(e) => e,
             Appended::Duplicate(_) => panic!("{kind}: a new key is new"),
         };
-        for again in [send(a, b, "hello", "c-1"), send(a, b, "something else", "c-1")] {
+        for again in [
+            send(a, b, "hello", "c-1"),
+            send(a, b, "something else", "c-1"),
+        ] {
             let is_retry = match &first.event {
                 Event::MessageSent(m) => again.repeats(m),
                 other => panic!("{kind}: {other:?}"),

@@ -37,7 +37,10 @@ async fn answers_as(kind: &str, what: &str, store: &Store, model: &Model, script
 /// twice) and read (forwards, backwards, their own messages).
 fn conversations() -> (Script, Vec<Event>) {
     use Step::*;
-    let mut s = Script::new(3, Timestamp::from_millis(Timestamp::now().millis() - 60_000));
+    let mut s = Script::new(
+        3,
+        Timestamp::from_millis(Timestamp::now().millis() - 60_000),
+    );
     let tag = uuid::Uuid::now_v7().simple().to_string();
     let mut events: Vec<Event> = s
         .users()
@@ -60,15 +63,27 @@ fn conversations() -> (Script, Vec<Event>) {
         Send { from: 0, to: 1 },
         Deliver { nth: 0 },
         Send { from: 2, to: 0 },
-        Read { nth: 2, by_sender: false },
+        Read {
+            nth: 2,
+            by_sender: false,
+        },
         Deliver { nth: 2 },
         Send { from: 0, to: 1 },
-        Read { nth: 0, by_sender: false },
+        Read {
+            nth: 0,
+            by_sender: false,
+        },
         Deliver { nth: 0 },
         Send { from: 0, to: 2 },
-        Read { nth: 3, by_sender: false },
+        Read {
+            nth: 3,
+            by_sender: false,
+        },
         Send { from: 1, to: 0 },
-        Read { nth: 1, by_sender: true },
+        Read {
+            nth: 1,
+            by_sender: true,
+        },
         Send { from: 2, to: 1 },
         Send { from: 0, to: 1 },
         Send { from: 1, to: 0 },
@@ -82,7 +97,10 @@ fn conversations() -> (Script, Vec<Event>) {
 /// `count` random steps, from `seed`.
 fn random(seed: u64, count: usize) -> (Script, Vec<Event>) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut s = Script::new(4, Timestamp::from_millis(Timestamp::now().millis() - 60_000));
+    let mut s = Script::new(
+        4,
+        Timestamp::from_millis(Timestamp::now().millis() - 60_000),
+    );
     for _ in 0..count {
         s.step(match rng.u8(..6) {
             0..=2 => Step::Send {
@@ -136,7 +154,10 @@ async fn applied_in_log_order_every_read_answers_as_the_rules_say() {
         let first = page.last().expect("the first message");
         // Acknowledged twice (the earlier receipt stamps it, as the
         // model says above), and read by bob.
-        assert!(first.delivered_at.is_some() && first.read_at.is_some(), "{kind}");
+        assert!(
+            first.delivered_at.is_some() && first.read_at.is_some(),
+            "{kind}"
+        );
         // Pages of 3 by cursor give every message once, newest first.
         let mut walked = Vec::new();
         let mut before = None;
@@ -153,7 +174,11 @@ async fn applied_in_log_order_every_read_answers_as_the_rules_say() {
                 break;
             }
         }
-        assert_eq!(walked, page.iter().map(|m| m.id).collect::<Vec<_>>(), "{kind}");
+        assert_eq!(
+            walked,
+            page.iter().map(|m| m.id).collect::<Vec<_>>(),
+            "{kind}"
+        );
     }
 }
 
@@ -169,12 +194,26 @@ async fn applied_in_any_order_and_again_the_read_models_converge() {
             let mut shuffled = log.clone();
             rng.shuffle(&mut shuffled);
             apply_in_batches(&store, &shuffled, &mut rng).await;
-            answers_as(kind, &format!("shuffled, seed {seed}"), &store, &model, &script).await;
+            answers_as(
+                kind,
+                &format!("shuffled, seed {seed}"),
+                &store,
+                &model,
+                &script,
+            )
+            .await;
             // Any part again, in any order, changes nothing.
             let again: Vec<RecordedEvent> = log.iter().filter(|_| rng.bool()).cloned().collect();
             apply_in_batches(&store, &again, &mut rng).await;
             store.writer().apply(&log).await.expect("apply all again");
-            answers_as(kind, &format!("again, seed {seed}"), &store, &model, &script).await;
+            answers_as(
+                kind,
+                &format!("again, seed {seed}"),
+                &store,
+                &model,
+                &script,
+            )
+            .await;
         }
     }
 }
@@ -192,9 +231,16 @@ async fn a_replay_rebuilds_the_same_read_models() {
             .mismatches(&readers(&store), script.users(), 3, i64::MAX)
             .await
             .expect("read");
-        assert!(found.is_empty(), "{kind}: a reset leaves nothing: {found:#?}");
+        assert!(
+            found.is_empty(),
+            "{kind}: a reset leaves nothing: {found:#?}"
+        );
         for e in &log {
-            store.writer().apply(std::slice::from_ref(e)).await.expect("replay");
+            store
+                .writer()
+                .apply(std::slice::from_ref(e))
+                .await
+                .expect("replay");
         }
         answers_as(kind, "replayed", &store, &model, &script).await;
     }
