@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use parley_domain::{
+    cache::CachedUsers,
     ports::{
         DedupKeys, EventAppender, EventLog, HealthCheck, InboxReader, ReadModelWriter,
         SessionRevocations, SyncFeed, TimelineReader, UserStore,
@@ -43,7 +44,7 @@ impl Ports {
             timelines: e.read_models.clone(),
             sync_feed: e.sync_feed.clone(),
             inboxes: e.read_models.clone(),
-            users: e.users.clone(),
+            users: Arc::new(CachedUsers::new(e.users.clone())),
             revocations: e.users.clone(),
             checks: vec![Arc::new(e.clone())],
             kafka: None,
@@ -67,7 +68,7 @@ impl Ports {
             timelines: cql_arc.clone(),
             sync_feed: cql_arc.clone(),
             inboxes: cql_arc.clone(),
-            users: cql_arc.clone(),
+            users: Arc::new(CachedUsers::new(cql_arc.clone())),
             revocations: cql_arc.clone(),
             checks: vec![Arc::new(kafka.clone()), cql_arc],
             kafka: Some(kafka),

@@ -20,6 +20,7 @@ macro_rules! control_class {
 }
 
 pub mod auth;
+pub mod cache;
 pub mod commands;
 pub mod config;
 pub mod conversation;

@@ -48,7 +48,6 @@ pub struct Cql {
     pub(crate) session: Arc<Session>,
     pub(crate) st: Arc<Statements>,
     pub(crate) keyspace: String,
-    pub(crate) cache: Arc<users::Cache>,
     pub(crate) revocations: Arc<revocations::Revocations>,
     pub(crate) buckets: Arc<read_models::WrittenBuckets>,
 }
@@ -65,7 +64,6 @@ impl Cql {
             session: Arc::new(session),
             st: Arc::new(st),
             keyspace: config.keyspace.clone(),
-            cache: Arc::default(),
             revocations: Arc::default(),
             buckets: Arc::default(),
         })

@@ -1,7 +1,5 @@
 //! Credentials (username unique by LWT) and the public directory.
 
-use std::{collections::HashMap, sync::Mutex};
-
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 use parley_domain::{
@@ -13,26 +11,6 @@ use scylla::value::{CqlValue, Row};
 use crate::{rows_error, Cql};
 
 type UserRow = (String, String, String, i64);
-
-/// Entries kept per cache before it is cleared and refilled.
-const CACHE_MAX: usize = 100_000;
-
-/// What the hot paths of command-api would otherwise read on every
-/// request: public users never change once registered, so a found user is
-/// kept. (Logouts are kept apart, in [`crate::revocations`].)
-#[derive(Default)]
-pub(crate) struct Cache {
-    users: Mutex<HashMap<UserId, PublicUser>>,
-}
-
-fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, k: K, v: V) {
-    if let Ok(mut m) = map.lock() {
-        if m.len() >= CACHE_MAX {
-            m.clear();
-        }
-        m.insert(k, v);
-    }
-}
 
 fn public_from_row(
     (id, username, display_name, created_at): UserRow,
@@ -98,9 +76,6 @@ impl UserStore for Cql {
         let Some(user) = self.by_id(id).await? else {
             return Ok(());
         };
-        if let Ok(mut m) = self.cache.users.lock() {
-            m.remove(&id);
-        }
         let (name, id) = (user.username.as_str(), id.to_string());
         let mut writes = vec![
             self.write(&self.st.user_unclaim, (name, id.clone())),
@@ -131,29 +106,15 @@ impl UserStore for Cql {
     }
 
     async fn by_id(&self, id: UserId) -> Result<Option<PublicUser>, StoreError> {
-        if let Some(u) = self
-            .cache
-            .users
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&id).cloned())
-        {
-            return Ok(Some(u));
-        }
         let rows = self
             .run(&self.st.user_by_id, (id.to_string(),))
             .await?
             .into_rows_result()
             .map_err(rows_error)?;
-        let found = rows
-            .maybe_first_row::<UserRow>()
+        rows.maybe_first_row::<UserRow>()
             .map_err(rows_error)?
             .map(public_from_row)
-            .transpose()?;
-        if let Some(u) = &found {
-            remember(&self.cache.users, id, u.clone());
-        }
-        Ok(found)
+            .transpose()
     }
 
     async fn search_prefix(

@@ -1,7 +1,7 @@
 //! Credentials, the user directory and revoked sessions.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
@@ -22,9 +22,6 @@ const REVOCATION_REFRESH: Duration = Duration::from_secs(1);
 
 pub struct SqliteUsers {
     db: Arc<Db>,
-    /// Users never change once registered, so a hit is always right; the
-    /// send path checks the recipient on every request.
-    by_id_cache: RwLock<HashMap<UserId, PublicUser>>,
     revoked: RwLock<(HashSet<String>, Option<Instant>)>,
 }
 
@@ -32,7 +29,6 @@ impl SqliteUsers {
     pub(crate) fn new(db: Arc<Db>) -> Self {
         Self {
             db,
-            by_id_cache: RwLock::new(HashMap::new()),
             revoked: RwLock::new((HashSet::new(), None)),
         }
     }
@@ -87,9 +83,6 @@ impl UserStore for SqliteUsers {
     }
 
     async fn remove(&self, id: UserId) -> Result<(), StoreError> {
-        if let Ok(mut c) = self.by_id_cache.write() {
-            c.remove(&id);
-        }
         self.db
             .write(move |tx| {
                 tx.execute("DELETE FROM users WHERE id = ?1", [id.to_string()])?;
@@ -113,16 +106,7 @@ impl UserStore for SqliteUsers {
     }
 
     async fn by_id(&self, id: UserId) -> Result<Option<PublicUser>, StoreError> {
-        if let Some(u) = self
-            .by_id_cache
-            .read()
-            .ok()
-            .and_then(|c| c.get(&id).cloned())
-        {
-            return Ok(Some(u));
-        }
-        let found = self
-            .db
+        self.db
             .read(move |c| {
                 c.prepare_cached(&format!(
                     "SELECT {PUBLIC_COLUMNS} FROM directory WHERE id = ?1"
@@ -130,11 +114,7 @@ impl UserStore for SqliteUsers {
                 .query_row([id.to_string()], public_from_row)
                 .optional()
             })
-            .await?;
-        if let (Some(u), Ok(mut cache)) = (&found, self.by_id_cache.write()) {
-            cache.insert(id, u.clone());
-        }
-        Ok(found)
+            .await
     }
 
     async fn search_prefix(
