@@ -86,8 +86,9 @@ pub enum Mode {
         #[arg(long, default_value_t = 200)]
         users: usize,
         /// Seconds of unmeasured sending at the start rate before the first
-        /// step: right after registering, the server is still settling
-        /// (its first step at 1,000/s measured p99 367 ms, 20 ms later on).
+        /// step: right after registering, the server is still settling, and
+        /// a first step measured then would report the settling, not the
+        /// rate.
         #[arg(long, default_value_t = 10)]
         warmup: u64,
     },
