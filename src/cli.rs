@@ -37,23 +37,6 @@ pub enum Command {
     Replay(BackendArgs),
     /// Create or upgrade the schema.
     Migrate(BackendArgs),
-    /// Load generator: drive a running Parley through its public API and
-    /// report what it measured.
-    Bench(parley_bench::BenchArgs),
-    /// Projection benchmark: append N events through the log, time the
-    /// projector catching up and a full replay (use a fresh data dir or
-    /// keyspace).
-    BenchProjection {
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        /// Conversations the events are spread over.
-        #[arg(long, default_value_t = 1000)]
-        conversations: u64,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        backend: BackendArgs,
-    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

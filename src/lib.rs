@@ -2,7 +2,6 @@
 //! flags; tests call [`serve_roles`] directly on port 0.
 
 pub mod backend;
-mod bench_projection;
 pub mod cli;
 mod connecting;
 pub mod security;
@@ -218,13 +217,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", backend::migrate(&b).await?);
             Ok(())
         }
-        Command::Bench(args) => parley_bench::run(args).await,
-        Command::BenchProjection {
-            events,
-            conversations,
-            json,
-            backend,
-        } => bench_projection::run(&backend, events, conversations, json).await,
     }
 }
 

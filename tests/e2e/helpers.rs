@@ -534,6 +534,11 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_parley"))
 }
 
+/// The `parley-bench` binary of this build: the load generator.
+pub fn bench_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_parley-bench"))
+}
+
 /// Runs `parley <args> <deployment flags>` to completion.
 pub async fn run_parley(args: &[&str], deployment: &Deployment) -> std::process::Output {
     tokio::process::Command::new(binary())
