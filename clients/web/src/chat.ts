@@ -50,6 +50,8 @@ export class Chat {
   #inbox = new Map<string, Conversation>();
   #threads = new Map<string, Thread>();
   #outgoing = new Map<string, Outgoing>();
+  /** The sends in flight, one after another. */
+  #sending: Promise<void> = Promise.resolve();
   /** Message ids that came in frames: a second frame for one is a protocol bug. */
   #framed = new Set<string>();
   #active: string | undefined;
@@ -419,13 +421,20 @@ export class Chat {
     this.#send({ clientId: newClientId(), to: this.#active, body, failed: false });
   }
 
-  /** Sends (again, for a retry: the same client id never stores two messages). */
+  /**
+   * Sends (again, for a retry: the same client id never stores two
+   * messages). One at a time, so messages keep the order they were typed in.
+   */
   #send(o: Outgoing): void {
     o.failed = false;
     this.#outgoing.set(o.clientId, o);
     byId("send-error").textContent = "";
     this.#renderThread(true);
-    this.client
+    this.#sending = this.#sending.then(() => this.#deliver(o));
+  }
+
+  #deliver(o: Outgoing): Promise<void> {
+    return this.client
       .send(o.to, o.body, { clientId: o.clientId })
       .then((m) => {
         this.#outgoing.delete(o.clientId);

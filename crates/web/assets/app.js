@@ -758,6 +758,8 @@ var Chat = class {
   #inbox = /* @__PURE__ */ new Map();
   #threads = /* @__PURE__ */ new Map();
   #outgoing = /* @__PURE__ */ new Map();
+  /** The sends in flight, one after another. */
+  #sending = Promise.resolve();
   /** Message ids that came in frames: a second frame for one is a protocol bug. */
   #framed = /* @__PURE__ */ new Set();
   #active;
@@ -1086,13 +1088,19 @@ var Chat = class {
     box.value = "";
     this.#send({ clientId: newClientId(), to: this.#active, body, failed: false });
   }
-  /** Sends (again, for a retry: the same client id never stores two messages). */
+  /**
+   * Sends (again, for a retry: the same client id never stores two
+   * messages). One at a time, so messages keep the order they were typed in.
+   */
   #send(o) {
     o.failed = false;
     this.#outgoing.set(o.clientId, o);
     byId("send-error").textContent = "";
     this.#renderThread(true);
-    this.client.send(o.to, o.body, { clientId: o.clientId }).then((m) => {
+    this.#sending = this.#sending.then(() => this.#deliver(o));
+  }
+  #deliver(o) {
+    return this.client.send(o.to, o.body, { clientId: o.clientId }).then((m) => {
       this.#outgoing.delete(o.clientId);
       const t = this.#threads.get(o.to);
       if (t) this.#merge(t, m);
