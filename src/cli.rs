@@ -24,7 +24,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run every role in one process on one listener (no setup needed).
+    /// Run every role in one process on one listener (no setup needed), and
+    /// the web chat at `/`.
     Dev(ServeArgs),
     /// Run one role.
     Serve {
