@@ -20,8 +20,8 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 const PAIRS: usize = 4;
 const PACE: Duration = Duration::from_millis(100);
 /// Load before the fault and after the cluster is whole again.
-const BEFORE: Duration = Duration::from_secs(5);
-const AFTER: Duration = Duration::from_secs(5);
+const BEFORE: Duration = Duration::from_secs(3);
+const AFTER: Duration = Duration::from_secs(3);
 /// How long a killed server stays dead under load.
 const OUTAGE: Duration = Duration::from_secs(10);
 
