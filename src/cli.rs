@@ -56,6 +56,45 @@ pub enum Backend {
     Cluster,
 }
 
+/// CQL consistency levels an operator may choose.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CqlConsistency {
+    One,
+    LocalOne,
+    Quorum,
+    LocalQuorum,
+    EachQuorum,
+    All,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CqlSerialConsistency {
+    Serial,
+    LocalSerial,
+}
+
+impl From<CqlConsistency> for parley_store_cql::Consistency {
+    fn from(c: CqlConsistency) -> Self {
+        match c {
+            CqlConsistency::One => Self::One,
+            CqlConsistency::LocalOne => Self::LocalOne,
+            CqlConsistency::Quorum => Self::Quorum,
+            CqlConsistency::LocalQuorum => Self::LocalQuorum,
+            CqlConsistency::EachQuorum => Self::EachQuorum,
+            CqlConsistency::All => Self::All,
+        }
+    }
+}
+
+impl From<CqlSerialConsistency> for parley_store_cql::SerialConsistency {
+    fn from(c: CqlSerialConsistency) -> Self {
+        match c {
+            CqlSerialConsistency::Serial => Self::Serial,
+            CqlSerialConsistency::LocalSerial => Self::LocalSerial,
+        }
+    }
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -90,9 +129,18 @@ pub struct BackendArgs {
     /// beginning of the topic without touching the live projector.
     #[arg(long, env = "PARLEY_SCYLLA_KEYSPACE", default_value = "parley")]
     pub scylla_keyspace: String,
-    /// Replication factor of the keyspace when `migrate` creates it.
+    /// Replication factor of the keyspace when `migrate` creates it (3 in
+    /// production).
     #[arg(long, env = "PARLEY_SCYLLA_REPLICATION", default_value_t = 1)]
     pub scylla_replication: u32,
+    /// Replicas that must answer each CQL read and write. The quorum
+    /// default survives one dead node of three and reads what was written.
+    #[arg(long, env = "PARLEY_SCYLLA_CONSISTENCY", value_enum, default_value_t = CqlConsistency::LocalQuorum)]
+    pub scylla_consistency: CqlConsistency,
+    /// Consistency of the Paxos round behind username claims and
+    /// de-duplication keys.
+    #[arg(long, env = "PARLEY_SCYLLA_SERIAL_CONSISTENCY", value_enum, default_value_t = CqlSerialConsistency::LocalSerial)]
+    pub scylla_serial_consistency: CqlSerialConsistency,
     #[command(flatten)]
     pub kafka_security: KafkaSecurityArgs,
     #[command(flatten)]

@@ -33,12 +33,10 @@ impl Store {
 
     async fn cql() -> Self {
         let suffix = uuid::Uuid::now_v7().simple().to_string();
-        let config = CqlConfig {
-            nodes: std::env::var("PARLEY_SCYLLA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
-            keyspace: format!("contract_{}", &suffix[suffix.len() - 12..]),
-            replication_factor: 1,
-            security: Default::default(),
-        };
+        let config = CqlConfig::new(
+            std::env::var("PARLEY_SCYLLA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
+            format!("contract_{}", &suffix[suffix.len() - 12..]),
+        );
         Cql::migrate(&config)
             .await
             .expect("Cassandra must be running (infra/local/up)");
