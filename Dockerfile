@@ -29,9 +29,11 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS build
 COPY --from=planner /src/recipe.json recipe.json
 # The dependency layer: rebuilt only when the recipe (manifests) changes.
-RUN cargo chef cook --release --locked --recipe-path recipe.json --bin parley
+# Without the default `bench` feature: the image has no use for the load
+# generator (`parley-bench`), so neither it nor its clients are compiled.
+RUN cargo chef cook --release --locked --recipe-path recipe.json --no-default-features --bin parley
 COPY . .
-RUN cargo build --release --locked --bin parley \
+RUN cargo build --release --locked --no-default-features --bin parley \
     && cp target/release/parley /usr/local/bin/parley
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime

@@ -128,6 +128,8 @@ pub fn cql_config(b: &BackendArgs) -> CqlConfig {
         keyspace: b.scylla_keyspace.clone(),
         replication_factor: b.scylla_replication,
         security: b.cql_security.security(),
+        consistency: b.scylla_consistency.into(),
+        serial_consistency: b.scylla_serial_consistency.into(),
     }
 }
 

@@ -24,7 +24,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run every role in one process on one listener (no setup needed).
+    /// Run every role in one process on one listener (no setup needed), and
+    /// the web chat at `/`.
     Dev(ServeArgs),
     /// Run one role.
     Serve {
@@ -37,23 +38,6 @@ pub enum Command {
     Replay(BackendArgs),
     /// Create or upgrade the schema.
     Migrate(BackendArgs),
-    /// Load generator: drive a running Parley through its public API and
-    /// report what it measured.
-    Bench(parley_bench::BenchArgs),
-    /// Projection benchmark: append N events through the log, time the
-    /// projector catching up and a full replay (use a fresh data dir or
-    /// keyspace).
-    BenchProjection {
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        /// Conversations the events are spread over.
-        #[arg(long, default_value_t = 1000)]
-        conversations: u64,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        backend: BackendArgs,
-    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +54,45 @@ pub enum Backend {
     Embedded,
     /// Kafka for the log, ScyllaDB for the read models.
     Cluster,
+}
+
+/// CQL consistency levels an operator may choose.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CqlConsistency {
+    One,
+    LocalOne,
+    Quorum,
+    LocalQuorum,
+    EachQuorum,
+    All,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CqlSerialConsistency {
+    Serial,
+    LocalSerial,
+}
+
+impl From<CqlConsistency> for parley_store_cql::Consistency {
+    fn from(c: CqlConsistency) -> Self {
+        match c {
+            CqlConsistency::One => Self::One,
+            CqlConsistency::LocalOne => Self::LocalOne,
+            CqlConsistency::Quorum => Self::Quorum,
+            CqlConsistency::LocalQuorum => Self::LocalQuorum,
+            CqlConsistency::EachQuorum => Self::EachQuorum,
+            CqlConsistency::All => Self::All,
+        }
+    }
+}
+
+impl From<CqlSerialConsistency> for parley_store_cql::SerialConsistency {
+    fn from(c: CqlSerialConsistency) -> Self {
+        match c {
+            CqlSerialConsistency::Serial => Self::Serial,
+            CqlSerialConsistency::LocalSerial => Self::LocalSerial,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,9 +129,18 @@ pub struct BackendArgs {
     /// beginning of the topic without touching the live projector.
     #[arg(long, env = "PARLEY_SCYLLA_KEYSPACE", default_value = "parley")]
     pub scylla_keyspace: String,
-    /// Replication factor of the keyspace when `migrate` creates it.
+    /// Replication factor of the keyspace when `migrate` creates it (3 in
+    /// production).
     #[arg(long, env = "PARLEY_SCYLLA_REPLICATION", default_value_t = 1)]
     pub scylla_replication: u32,
+    /// Replicas that must answer each CQL read and write. The quorum
+    /// default survives one dead node of three and reads what was written.
+    #[arg(long, env = "PARLEY_SCYLLA_CONSISTENCY", value_enum, default_value_t = CqlConsistency::LocalQuorum)]
+    pub scylla_consistency: CqlConsistency,
+    /// Consistency of the Paxos round behind username claims and
+    /// de-duplication keys.
+    #[arg(long, env = "PARLEY_SCYLLA_SERIAL_CONSISTENCY", value_enum, default_value_t = CqlSerialConsistency::LocalSerial)]
+    pub scylla_serial_consistency: CqlSerialConsistency,
     #[command(flatten)]
     pub kafka_security: KafkaSecurityArgs,
     #[command(flatten)]

@@ -2,7 +2,6 @@
 //! flags; tests call [`serve_roles`] directly on port 0.
 
 pub mod backend;
-mod bench_projection;
 pub mod cli;
 mod connecting;
 pub mod security;
@@ -87,6 +86,11 @@ pub struct ServeConfig {
     pub push: PushConfig,
     /// How long background work may take to finish on shutdown.
     pub grace: Duration,
+    /// Serve the web chat at `/`. Only `parley dev` does: the page needs
+    /// the REST API and the socket on its own origin, which only a process
+    /// running every role has. A split deployment puts its proxy in front
+    /// of the roles and serves no page.
+    pub web: bool,
 }
 
 impl ServeConfig {
@@ -100,6 +104,7 @@ impl ServeConfig {
             limits: LimitConfig::off(),
             push: PushConfig::default(),
             grace: Duration::from_secs(5),
+            web: false,
         }
     }
 }
@@ -218,13 +223,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", backend::migrate(&b).await?);
             Ok(())
         }
-        Command::Bench(args) => parley_bench::run(args).await,
-        Command::BenchProjection {
-            events,
-            conversations,
-            json,
-            backend,
-        } => bench_projection::run(&backend, events, conversations, json).await,
     }
 }
 
@@ -243,6 +241,7 @@ fn serve_config(args: &ServeArgs, dev: bool) -> anyhow::Result<ServeConfig> {
         limits: LimitConfig::from_args(&args.limits),
         push: PushConfig::from_args(args),
         grace: Duration::from_secs(args.shutdown_grace),
+        web: dev,
     })
 }
 
@@ -501,6 +500,9 @@ async fn build_roles(
             role_router(*role, ports, &auth, config, shutdown, background).await?;
         app = app.merge(router);
         checks.extend(check);
+    }
+    if config.web {
+        app = app.merge(parley_web::router());
     }
     Ok(ops::router(Readiness { checks }, openapi()).merge(app))
 }

@@ -4,8 +4,8 @@ use clap::Parser;
 
 /// mimalloc rather than the system allocator: a send allocates and frees
 /// dozens of small buffers across threads (request, JSON, event, frames),
-/// and it cut the server's CPU per send by ~7 % (see BENCHMARKS.md), at
-/// ~0.9 KiB more RSS per idle socket.
+/// which mimalloc serves with less CPU, for a little more memory per idle
+/// socket (docs/perf/history.md has the figures).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Asks a local server a real question and exits 0 only if it answered.
 
-    probe.py kafka HOST PORT      a Metadata request; needs at least one broker
-    probe.py cassandra HOST PORT  STARTUP, then SELECT release_version FROM system.local
+    probe.py kafka HOST PORT [N]  a Metadata request; needs at least N brokers (1)
+    probe.py cassandra HOST PORT [N]
+                                  STARTUP, then SELECT release_version FROM
+                                  system.local; with N, the node must also
+                                  know N - 1 peers (a cluster of N)
     probe.py kafka-secure HOST PORT      the same over TLS, after SASL PLAIN
     probe.py cassandra-secure HOST PORT [CQL]
                                   the same over TLS, after a password login;
@@ -63,15 +66,15 @@ def kafka_sasl_plain(s):
         raise RuntimeError("SASL authentication failed")
 
 
-def kafka(host, port, secure=False):
+def kafka(host, port, secure=False, want=1):
     with connect(host, port, secure) as s:
         if secure:
             kafka_sasl_plain(s)
         # Metadata v4: topics = null (all topics), allow_auto_topic_creation = false.
         resp = kafka_call(s, 3, 4, 7, struct.pack(">ib", -1, 0))
     _throttle, brokers = struct.unpack(">ii", resp[:8])
-    if brokers < 1:
-        raise RuntimeError(f"metadata answer without brokers ({brokers})")
+    if brokers < want:
+        raise RuntimeError(f"metadata answer with {brokers} broker(s), {want} wanted")
     return f"{brokers} broker(s)"
 
 
@@ -115,8 +118,43 @@ def cassandra(host, port, secure=False, statement=None):
     return f"release {first_text_cell(body)}"
 
 
+def cassandra_cluster(host, port, nodes):
+    release = cassandra(host, port)
+    peers = rows(cassandra_rows(host, port, "SELECT peer FROM system.peers_v2"))[0]
+    if peers < nodes - 1:
+        raise RuntimeError(f"{peers} peer(s) known, {nodes - 1} wanted")
+    return f"{release}, {peers} peer(s)"
+
+
+def cassandra_rows(host, port, statement):
+    """The RESULT body of one statement run at consistency ONE."""
+    startup = struct.pack(">h", 1) + cql_string("CQL_VERSION") + cql_string("3.0.0")
+    query = statement.encode()
+    q = struct.pack(">i", len(query)) + query + struct.pack(">hB", 0x0001, 0)
+    with connect(host, port, False) as s:
+        s.sendall(cql_frame(0x01, startup))
+        opcode, body = cql_read(s)
+        if opcode != 0x02:
+            raise RuntimeError(f"STARTUP answered opcode {opcode}")
+        s.sendall(cql_frame(0x07, q, stream=2))
+        opcode, body = cql_read(s)
+    if opcode != 0x08:
+        raise RuntimeError(f"query answered opcode {opcode}: {body[6:].decode(errors='replace')}")
+    return body
+
+
 def first_text_cell(body):
-    """The first cell of a RESULT Rows body (protocol v4, section 4.2.5.2)."""
+    """The first cell of a RESULT Rows body."""
+    count, pos = rows(body)
+    if count < 1:
+        raise RuntimeError("system.local has no row")
+    n = struct.unpack_from(">i", body, pos)[0]
+    return body[pos + 4:pos + 4 + n].decode(errors="replace")
+
+
+def rows(body):
+    """The row count of a RESULT Rows body of simple-typed columns, and where
+    its first row starts (protocol v4, section 4.2.5.2)."""
     pos = 4  # kind
 
     def take(fmt):
@@ -142,15 +180,15 @@ def first_text_cell(body):
             skip_string()
         skip_string()
         take(">h")  # a simple type: no parameters
-    if take(">i") < 1:
-        raise RuntimeError("system.local has no row")
-    n = take(">i")
-    return body[pos:pos + n].decode(errors="replace")
+    count = take(">i")
+    return count, pos
 
 
 PROBES = {
-    "kafka": lambda host, port: kafka(host, port),
-    "cassandra": lambda host, port: cassandra(host, port),
+    "kafka": lambda host, port, want="1": kafka(host, port, want=int(want)),
+    "cassandra": lambda host, port, nodes=None: (
+        cassandra_cluster(host, port, int(nodes)) if nodes else cassandra(host, port)
+    ),
     "kafka-secure": lambda host, port: kafka(host, port, secure=True),
     "cassandra-secure": lambda host, port, statement=None: cassandra(host, port, True, statement),
 }
@@ -158,7 +196,7 @@ PROBES = {
 
 def main():
     kind = sys.argv[1] if len(sys.argv) > 1 else None
-    extra = 1 if kind == "cassandra-secure" else 0
+    extra = 0 if kind == "kafka-secure" else 1
     if kind not in PROBES or not 4 <= len(sys.argv) <= 4 + extra:
         print(__doc__.strip(), file=sys.stderr)
         return 2

@@ -52,12 +52,10 @@ impl Store {
 
     async fn cql() -> Self {
         let suffix = suffix();
-        let config = CqlConfig {
-            nodes: std::env::var("PARLEY_SCYLLA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
-            keyspace: format!("contract_{suffix}"),
-            replication_factor: 1,
-            security: Default::default(),
-        };
+        let config = CqlConfig::new(
+            std::env::var("PARLEY_SCYLLA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
+            format!("contract_{suffix}"),
+        );
         Cql::migrate(&config)
             .await
             .expect("Cassandra must be running (infra/local/up)");

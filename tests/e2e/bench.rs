@@ -4,11 +4,11 @@
 
 use serde_json::Value;
 
-use crate::helpers::{binary, migrate, Deployment, Process};
+use crate::helpers::{bench_binary, migrate, Deployment, Process};
 
 async fn bench(url: &str, args: &[&str]) -> Value {
-    let out = tokio::process::Command::new(binary())
-        .args(["bench", "--json", "--url", url, "--source-ips", "4"])
+    let out = tokio::process::Command::new(bench_binary())
+        .args(["--json", "--url", url, "--source-ips", "4"])
         .args(args)
         .output()
         .await
@@ -148,9 +148,9 @@ async fn every_bench_mode_runs_and_accounts_for_every_send() {
 
     // The projection benchmark runs in-process on a deployment of its own.
     let own = Deployment::new();
-    let out = tokio::process::Command::new(binary())
+    let out = tokio::process::Command::new(bench_binary())
         .args([
-            "bench-projection",
+            "projection",
             "--json",
             "--events",
             "500",

@@ -99,10 +99,12 @@ impl Deployment {
             kafka_brokers: env_or("PARLEY_KAFKA_BROKERS", "127.0.0.1:9092"),
             kafka_topic: self.topic.clone(),
             kafka_partitions: self.partitions,
-            kafka_replication: 1,
+            kafka_replication: env.kafka_replication,
             scylla_nodes: env_or("PARLEY_SCYLLA_NODES", "127.0.0.1:9042"),
             scylla_keyspace: self.keyspace.clone(),
-            scylla_replication: 1,
+            scylla_replication: env.scylla_replication,
+            scylla_consistency: env.scylla_consistency,
+            scylla_serial_consistency: env.scylla_serial_consistency,
             kafka_security: env.kafka_security,
             cql_security: env.cql_security,
         }
@@ -121,8 +123,10 @@ impl Deployment {
             ("--kafka-brokers", a.kafka_brokers),
             ("--kafka-topic", a.kafka_topic),
             ("--kafka-partitions", a.kafka_partitions.to_string()),
+            ("--kafka-replication", a.kafka_replication.to_string()),
             ("--scylla-nodes", a.scylla_nodes),
             ("--scylla-keyspace", a.scylla_keyspace),
+            ("--scylla-replication", a.scylla_replication.to_string()),
         ]
         .into_iter()
         .flat_map(|(k, v)| [k.to_owned(), v])
@@ -532,6 +536,11 @@ pub struct Process {
 
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_parley"))
+}
+
+/// The `parley-bench` binary of this build: the load generator.
+pub fn bench_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_parley-bench"))
 }
 
 /// Runs `parley <args> <deployment flags>` to completion.

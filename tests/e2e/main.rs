@@ -19,3 +19,4 @@ mod socket_limits;
 mod storm;
 mod sync;
 mod topology;
+mod web;

@@ -36,9 +36,9 @@ pub async fn run(
     let seed_secs = seeded.elapsed().as_secs_f64();
 
     // Both conversations are read once before the measured walks, so the
-    // ratio compares sizes under the same cache conditions: unmeasured,
-    // the big conversation's only walk met every page cold while the
-    // small one's repeated walks met them warm.
+    // ratio compares sizes under the same cache conditions: otherwise the
+    // big conversation's only walk would meet every page cold while the
+    // small one's repeated walks meet them warm.
     eprintln!("warming: one walk of each conversation...");
     walk(target, big, &mut histogram()).await?;
     walk(target, tiny, &mut histogram()).await?;
@@ -99,9 +99,9 @@ pub async fn run(
 /// real append path, then waits until the newest of each is readable. The
 /// small conversation's messages are spread evenly among the big one's, as
 /// a real conversation's are spread over time: seeded in one burst after
-/// the big one, it sat in one place of the store (one SSTable on
-/// Cassandra) while the big one spanned many, and the ratio measured that
-/// rather than the conversations' sizes.
+/// the big one, it would sit in one place of the store (one SSTable on
+/// Cassandra) while the big one spans many, and the ratio would measure
+/// that rather than the conversations' sizes.
 async fn seed(target: &Target, convs: [((&User, &User), usize); 2]) -> anyhow::Result<()> {
     let [(big, n_big), (small, n_small)] = convs;
     let n = n_big + n_small;

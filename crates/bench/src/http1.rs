@@ -2,11 +2,12 @@
 //! stack, each request written in one `write` and its answer parsed in
 //! place.
 //!
-//! The load generator shares the two cores with the server, so every
+//! The load generator shares the box's cores with the server, so every
 //! microsecond it spends per send is one the server does not get. A
-//! general-purpose client (reqwest over hyper's pool) cost ~64 µs of CPU per
-//! send here, for URL parsing, header maps, a pool checkout and a hop to the
-//! connection's own task; this one costs ~17 µs, most of it the kernel's.
+//! general-purpose client (reqwest over hyper's pool) spends several times
+//! as much CPU per send, on URL parsing, header maps, a pool checkout and a
+//! hop to the connection's own task; this one's cost is mostly the
+//! kernel's (docs/perf/history.md has the figures).
 //! Sends and history pages are the requests the benches make by the
 //! thousand per second, so they go through here; everything else keeps
 //! reqwest.

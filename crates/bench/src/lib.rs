@@ -1,6 +1,7 @@
-//! `parley bench`: Parley's load generator. It drives a running Parley only
-//! through its public HTTP and WebSocket API, as clients would, and prints
-//! what it measured (a table, or `--json`). Progress goes to stderr.
+//! Parley's load generator, the API modes of the `parley-bench` binary. It
+//! drives a running Parley only through its public HTTP and WebSocket API,
+//! as clients would, and prints what it measured (a table, or `--json`).
+//! Progress goes to stderr. The server binary does not link it.
 
 mod client;
 mod flood;
@@ -20,10 +21,9 @@ use latency::{Listeners, StepPlan};
 pub use report::Report;
 use report::{histogram, Progress};
 
+/// Where the load goes and how the result is printed: flags of every mode.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    #[command(subcommand)]
-    pub mode: Mode,
     /// command-api and query-api base URL (or `parley dev`'s).
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     pub url: String,
@@ -86,8 +86,9 @@ pub enum Mode {
         #[arg(long, default_value_t = 200)]
         users: usize,
         /// Seconds of unmeasured sending at the start rate before the first
-        /// step: right after registering, the server is still settling
-        /// (its first step at 1,000/s measured p99 367 ms, 20 ms later on).
+        /// step: right after registering, the server is still settling, and
+        /// a first step measured then would report the settling, not the
+        /// rate.
         #[arg(long, default_value_t = 10)]
         warmup: u64,
     },
@@ -143,10 +144,10 @@ pub enum Mode {
     },
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(mode: Mode, args: &BenchArgs) -> anyhow::Result<()> {
     let target = Target::new(&args.url, &args.ws, args.source_ips)?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
-    let (name, report) = match args.mode.clone() {
+    let (name, report) = match mode {
         Mode::Throughput {
             concurrency,
             seconds,

@@ -79,7 +79,7 @@ impl Report {
             return;
         }
         let width = self.rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
-        println!("parley bench {mode}");
+        println!("parley-bench {mode}");
         for (label, value) in &self.rows {
             println!("  {label:<width$}  {value}");
         }

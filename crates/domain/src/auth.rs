@@ -46,9 +46,9 @@ pub struct TokenService {
     validation: Validation,
     ttl: Duration,
     /// Tokens already verified. A client sends the same token with every
-    /// request, and checking its signature and claims was ~3-6 % of the
-    /// CPU of a send or a history page. The same text always verifies the
-    /// same way; only the expiry is checked again.
+    /// request, and checking its signature and claims each time is a
+    /// visible share of the CPU of a send or a history page. The same text
+    /// always verifies the same way; only the expiry is checked again.
     verified: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, Session>>>,
 }
 

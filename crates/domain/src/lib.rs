@@ -31,6 +31,7 @@ pub mod ids;
 pub mod message;
 pub mod ports;
 pub mod position;
+pub mod recent;
 pub mod retry;
 pub mod sync;
 pub mod time;

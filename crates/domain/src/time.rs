@@ -56,8 +56,9 @@ impl Timestamp {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` without the formatting machinery: every
-/// message on the wire carries two or three of these, and a history page
-/// spent 7 % of its CPU in `write!` here. `None` outside years 0..=9999.
+/// message on the wire carries two or three of these, and `write!` would
+/// be a visible share of a history page's CPU. `None` outside years
+/// 0..=9999.
 fn rfc3339_millis(ms: i64) -> Option<Rfc3339Text> {
     const DAY: i64 = 86_400_000;
     let (days, in_day) = (ms.div_euclid(DAY), ms.rem_euclid(DAY));

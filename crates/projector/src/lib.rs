@@ -10,10 +10,11 @@ pub mod changes;
 pub mod model;
 pub mod scenario;
 
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use parley_domain::{
     ports::{EventLog, LogConsumer, ReadModelWriter, StartFrom, PROJECTOR_GROUP},
+    recent::{self, RecentIds},
     retry::Backoff,
     RecordedEvent, StoreError, Timestamp, Watermark,
 };
@@ -35,6 +36,31 @@ const LINGER_BELOW: usize = 256;
 pub struct Projector {
     pub log: Arc<dyn EventLog>,
     pub writer: Arc<dyn ReadModelWriter>,
+}
+
+/// Drops the copies a retried send may leave in the log (same event id),
+/// remembering an id only once its batch is applied, so a batch retried
+/// after a failure is applied whole.
+struct Copies(RecentIds);
+
+impl Copies {
+    fn new() -> Self {
+        Self(RecentIds::new(recent::DEFAULT_CAPACITY))
+    }
+
+    fn fresh<'a>(&self, batch: &'a [RecordedEvent]) -> Cow<'a, [RecordedEvent]> {
+        let fresh = self.0.fresh(batch);
+        let copies = batch.len() - fresh.len();
+        if copies == 0 {
+            return Cow::Borrowed(batch);
+        }
+        metrics::counter!("parley_projector_copies_skipped_total").increment(copies as u64);
+        Cow::Owned(fresh.into_iter().cloned().collect())
+    }
+
+    fn applied(&mut self, events: &[RecordedEvent]) {
+        self.0.remember(events);
+    }
 }
 
 impl Projector {
@@ -69,6 +95,7 @@ impl Projector {
         mut consumer: Box<dyn LogConsumer>,
         shutdown: &CancellationToken,
     ) -> Result<(), StoreError> {
+        let mut copies = Copies::new();
         loop {
             let mut batch = tokio::select! {
                 b = consumer.poll(BATCH, POLL_WAIT) => b?,
@@ -84,9 +111,11 @@ impl Projector {
                 }
                 batch.extend(consumer.poll(BATCH - batch.len(), Duration::ZERO).await?);
             }
-            if !self.apply_until_done(&batch, shutdown).await {
+            let fresh = copies.fresh(&batch);
+            if !self.apply_until_done(&fresh, shutdown).await {
                 return Ok(());
             }
+            copies.applied(&fresh);
             consumer.commit(&watermark_of(&batch)).await?;
         }
     }
@@ -131,6 +160,7 @@ impl Projector {
             .subscribe(PROJECTOR_GROUP, StartFrom::Committed)
             .await?;
         let (mut total, mut done) = (0u64, Watermark::default());
+        let mut copies = Copies::new();
         // An empty poll is not the end: a Kafka consumer may still be
         // joining its group. The end is the log's head at the start.
         while !done.covers_all(&end) {
@@ -139,7 +169,9 @@ impl Projector {
                 continue;
             }
             let started = std::time::Instant::now();
-            self.writer.apply(&batch).await?;
+            let fresh = copies.fresh(&batch);
+            self.writer.apply(&fresh).await?;
+            copies.applied(&fresh);
             record(&batch, started);
             let w = watermark_of(&batch);
             consumer.commit(&w).await?;

@@ -20,7 +20,9 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use parley_domain::{ports::HealthCheck, retry::Backoff, StoreError};
 use scylla::{
-    client::{session::Session, session_builder::SessionBuilder},
+    client::{
+        execution_profile::ExecutionProfile, session::Session, session_builder::SessionBuilder,
+    },
     errors::{DbError, ExecutionError, RequestAttemptError},
     response::query_result::QueryResult,
     serialize::row::SerializeRow,
@@ -28,6 +30,7 @@ use scylla::{
 
 use schema::Ddl;
 pub use schema::{bucket_of, sync_bucket_of, BUCKET_MS, SYNC_BUCKET_OFFSETS};
+pub use scylla::statement::{Consistency, SerialConsistency};
 pub use secure::{CqlCredentials, CqlSecurity, CqlTls};
 use statements::{Prepared, Statements};
 
@@ -40,6 +43,28 @@ pub struct CqlConfig {
     pub replication_factor: u32,
     /// TLS and credentials, for secured and managed clusters.
     pub security: CqlSecurity,
+    /// Replicas that must answer a read or write. With replication 3,
+    /// `LocalQuorum` lets one node die without refusing requests and makes
+    /// every read see every acknowledged write.
+    pub consistency: Consistency,
+    /// The Paxos round of a lightweight transaction (username claims,
+    /// de-duplication keys): `LocalSerial` keeps it in one datacenter.
+    pub serial_consistency: SerialConsistency,
+}
+
+impl CqlConfig {
+    /// Production's settings on `nodes`: a keyspace of replication 1 (tests
+    /// and single nodes), quorum reads and writes, no TLS.
+    pub fn new(nodes: impl Into<String>, keyspace: impl Into<String>) -> Self {
+        Self {
+            nodes: nodes.into(),
+            keyspace: keyspace.into(),
+            replication_factor: 1,
+            security: CqlSecurity::default(),
+            consistency: Consistency::LocalQuorum,
+            serial_consistency: SerialConsistency::LocalSerial,
+        }
+    }
 }
 
 /// A connected session with every statement prepared. Cheap to clone.
@@ -84,8 +109,13 @@ async fn open(config: &CqlConfig) -> Result<Session, StoreError> {
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .collect();
+    let profile = ExecutionProfile::builder()
+        .consistency(config.consistency)
+        .serial_consistency(Some(config.serial_consistency))
+        .build();
     let builder = SessionBuilder::new()
         .known_nodes(nodes)
+        .default_execution_profile_handle(profile.into_handle())
         .connection_timeout(Duration::from_secs(3));
     secure::secure(builder, &config.security)?
         .build()

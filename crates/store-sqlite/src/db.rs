@@ -28,7 +28,7 @@ pub struct Db {
     /// Taken around every write transaction of this process on this file
     /// and around its checkpointer's RESTART pass, so they queue here and
     /// wake at once rather than meet in SQLite's busy handler, which sleeps
-    /// in steps of up to 100 ms (the p99 of sends was that sleep).
+    /// in steps of up to 100 ms: far longer than the commit it waits for.
     write_gate: Arc<Mutex<()>>,
     /// Tells the checkpoint thread to stop when this handle goes away.
     closed: Arc<std::sync::atomic::AtomicBool>,
@@ -44,16 +44,15 @@ impl Drop for Db {
 /// How often the read models' WAL is copied back into their file while
 /// they are being written. Often, so each checkpoint is small: a
 /// checkpoint ends in an fsync of everything it copied, and the log's next
-/// fsync waits behind it on the same disk. The read models write ~18 KiB
-/// of WAL per message. At 2,000 msg/s (1,000 sockets) send → push p99 was
-/// 28-36 ms with a checkpoint every 100 ms, 14-18 ms every 10 ms, 13-14.5
-/// ms every 5 ms and 13.3 ms every 2 ms (a build without read-model
-/// checkpoints gave 6.5 ms at 1,000 msg/s). Every 5 ms costs the projector
-/// ~7 % (38,600 -> 35,800 events/s).
+/// fsync waits behind it on the same disk, so a send's latency grows with
+/// the size of the checkpoint it meets. The read models write several
+/// pages of WAL per message. Shorter intervals gain nothing more, and each
+/// checkpoint costs the projector a little (the sweep is in
+/// docs/perf/embedded-send-push.md).
 const MAIN_CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
-/// The log's own checkpoints did not stall its commits (p99 6.1 ms with
-/// them and no read-model checkpoints), while checkpointing it every
-/// 100 ms cut the append rate from 106,000 to 87,000 events/s.
+/// The log's own checkpoints do not stall its commits, while
+/// checkpointing it as often as the read models slows appends; so the log
+/// is checkpointed less often.
 const LOG_CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Checkpoints `path`'s WAL in the background. A PASSIVE pass copies what
@@ -62,8 +61,8 @@ const LOG_CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// during the first pass are left to copy, and it waits (a few milliseconds
 /// at most) for readers to let go of the WAL, so the next commit writes it
 /// again from its start. Without that pass a steady stream of commits
-/// never let the WAL restart: it grew without bound (600 MB in 30 s of
-/// sends), and every page lookup searched its ever longer index.
+/// never lets the WAL restart: it grows without bound, and every page
+/// lookup searches its ever longer index.
 fn spawn_checkpointer(
     path: PathBuf,
     every: Duration,
@@ -168,21 +167,21 @@ pub(crate) fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     // Reads come from a shared memory map rather than a pread per page
-    // miss, and each connection keeps 16 MiB of pages: the profile of a
-    // send-heavy load was dominated by page misses and cache spills.
+    // miss, and each connection keeps 16 MiB of pages: under a send-heavy
+    // load page misses and cache spills are otherwise where the time goes.
     conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     conn.pragma_update(None, "cache_size", -16 * 1024)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // No checkpoint inside a commit: a checkpoint copies the WAL into the
-    // database and fsyncs it, which stalled the send that triggered it by
-    // tens of milliseconds. A background thread checkpoints instead.
+    // database and fsyncs it, which would stall the send whose commit
+    // triggered it. A background thread checkpoints instead.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // After a burst, a restarted WAL gives its disk space back down to this.
     conn.pragma_update(None, "journal_size_limit", 64i64 << 20)?;
     // Plans must not depend on bound values: without this SQLite reads a
     // bound `LIMIT ?` while planning, so binding a new value expires the
-    // cached statement and every execution parsed and planned it again
-    // (a tenth of the server's CPU went to re-preparing the log tail).
+    // cached statement and every execution parses and plans it again; the
+    // log tail and history queries run thousands of times a second.
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
@@ -249,8 +248,8 @@ impl Db {
     }
 
     /// Runs `f` holding this file's write gate. It does not yield after:
-    /// the log writer commits through here, and a yield put the replies to
-    /// each commit behind whatever else was runnable on its core.
+    /// the log writer commits through here, and a yield would put the
+    /// replies to each commit behind whatever else is runnable on its core.
     pub(crate) fn exclusive<T>(&self, f: impl FnOnce() -> T) -> T {
         let _gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
         f()

@@ -1,9 +1,9 @@
 //! The events this process committed last, kept in memory, so the
 //! consumers in the same process (the projector, the ws-push tail) take a
 //! new event from the commit that made it rather than each reading it back
-//! from the file on a blocking thread and decoding its JSON again. Each
-//! commit woke both consumers, and each answered with a file read: two
-//! thread hand-offs on the way from a send to its push.
+//! from the file on a blocking thread and decoding its JSON again. Without
+//! it each commit wakes both consumers, and each answers with a file read:
+//! two thread hand-offs on the way from a send to its push.
 //!
 //! The ring only ever answers for a stretch of offsets it holds whole.
 //! Another process may append to the same file between two of this

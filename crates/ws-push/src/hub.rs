@@ -10,7 +10,11 @@ use std::{
     },
 };
 
-use parley_domain::{auth::Session, LogId, RecordedEvent, Timestamp, UserId, Watermark};
+use parley_domain::{
+    auth::Session,
+    recent::{self, RecentIds},
+    LogId, RecordedEvent, Timestamp, UserId, Watermark,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::{frames::Push, history::History};
@@ -53,6 +57,9 @@ pub struct Hub {
     /// The log's end when this instance started: sockets are served once
     /// dispatch has reached it.
     warm_at: Watermark,
+    /// Ids already dispatched, so a retried send's second copy in the log
+    /// reaches no socket and no backlog twice. Only the tail touches it.
+    seen: Mutex<RecentIds>,
 }
 
 /// Removes the socket from the hub when the session ends.
@@ -114,6 +121,7 @@ impl Hub {
             log,
             progress: watch::Sender::new(start),
             warm_at,
+            seen: Mutex::new(RecentIds::new(recent::DEFAULT_CAPACITY)),
         }
     }
 
@@ -239,14 +247,22 @@ impl Hub {
         // watermark after each event can be worked out before locking.
         let mut seq = (*self.dispatched()).clone();
         let mut pushes = Vec::with_capacity(events.len());
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         for e in events {
             seq.advance(e.position);
             let after = Arc::new(seq.clone());
-            let push = Push::build(e, after.clone(), self.log).map(Arc::new);
+            // A copy still moves the watermark: its position is dispatched.
+            let push = if seen.insert(e.id) {
+                Push::build(e, after.clone(), self.log).map(Arc::new)
+            } else {
+                metrics::counter!("parley_ws_copies_skipped_total").increment(1);
+                None
+            };
             pushes.push((after, push));
             let age = (Timestamp::now().millis() - e.at.millis()).max(0) as f64 / 1000.0;
             metrics::histogram!("parley_ws_dispatch_lag_seconds").record(age);
         }
+        drop(seen);
         let mut reg = self.lock();
         for (after, push) in pushes {
             if let Some(push) = push {
@@ -372,6 +388,35 @@ mod tests {
         assert!(!b.ended.load(Ordering::SeqCst));
         hub.dispatch(&[sent(UserId::new(), u, 0, 0)]);
         assert!(b.rx.recv().await.is_some());
+    }
+
+    /// A retried send can leave its event in the log twice (same id): the
+    /// socket and the history get it once, and the watermark still passes
+    /// the copy.
+    #[tokio::test]
+    async fn a_copy_of_an_event_in_the_log_reaches_no_one_twice() {
+        let hub = hub(1 << 20);
+        let (alice, bob) = (UserId::new(), UserId::new());
+        let mut socket = hub.register(session(bob), None, 32).unwrap();
+        let first = sent(alice, bob, 0, 0);
+        let mut copy = first.clone();
+        copy.position.offset = 1;
+        let after = sent(alice, bob, 0, 2);
+        hub.dispatch(&[first, copy]);
+        hub.dispatch(std::slice::from_ref(&after));
+        let got: Vec<i64> = std::iter::from_fn(|| socket.rx.try_recv().ok())
+            .map(|p| p.position.offset)
+            .collect();
+        assert_eq!(got, vec![0, 2]);
+        let held: Vec<i64> = hub
+            .lock()
+            .history
+            .for_user(bob, &Watermark::default())
+            .iter()
+            .map(|p| p.position.offset)
+            .collect();
+        assert_eq!(held, vec![0, 2]);
+        assert_eq!(hub.dispatched().get(0), Some(2));
     }
 
     fn hub(history: usize) -> Arc<Hub> {

@@ -71,7 +71,10 @@ pub async fn run(
     since: Option<String>,
 ) {
     let authenticated = tokio::select! {
-        s = authenticate(&state, &mut socket, header_token) => Some(s),
+        // Boxed, as are the admission and the backlog: a task's future is
+        // as large as its largest state, and an idle socket should carry only
+        // what its live loop needs.
+        s = Box::pin(authenticate(&state, &mut socket, header_token)) => Some(s),
         _ = state.shutdown.cancelled() => None,
     };
     let (session, since) = match authenticated {
@@ -92,7 +95,7 @@ pub async fn run(
     async move {
         let shutdown = state.shutdown.clone();
         let since = tokio::select! {
-            s = admit(&state, since) => s,
+            s = Box::pin(admit(&state, since)) => s,
             _ = shutdown.cancelled() => Err((CLOSE_GOING_AWAY, "server shutting down")),
         };
         let since = match since {
@@ -266,7 +269,7 @@ impl Socket {
             metrics::counter!("parley_ws_syncs_total").increment(1);
             let shutdown = self.state.shutdown.clone();
             let done = tokio::select! {
-                r = self.backlog(&snapshot) => r,
+                r = Box::pin(self.backlog(&snapshot)) => r,
                 _ = shutdown.cancelled() => Err(Stop::Close((CLOSE_GOING_AWAY, "server shutting down"))),
             };
             match done {

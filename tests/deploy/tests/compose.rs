@@ -518,6 +518,8 @@ async fn the_cluster_profile_runs_and_its_proxy_routes_each_request_to_its_role(
         let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
         let ready = next_json(&mut ws).await;
         assert_eq!(ready["type"], "ready", "{ready}");
+        let synced = next_json(&mut ws).await;
+        assert_eq!(synced["type"], "synced", "{synced}");
         sockets.push(ws);
     }
     let (status, sent) = post(

@@ -37,12 +37,10 @@ pub async fn forget_migrations_from(s: &Session, ks: &str, version: i32) {
 
 /// A keyspace of its own for one test, named after `what`.
 pub fn config(what: &str) -> CqlConfig {
-    CqlConfig {
-        nodes: std::env::var("PARLEY_SCYLLA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
-        keyspace: format!("{what}_{}", uuid_suffix()),
-        replication_factor: 1,
-        security: Default::default(),
-    }
+    CqlConfig::new(
+        std::env::var("PARLEY_SCYLLA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
+        format!("{what}_{}", uuid_suffix()),
+    )
 }
 
 /// A migrated store on `config`'s keyspace.

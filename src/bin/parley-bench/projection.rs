@@ -1,4 +1,4 @@
-//! `parley bench-projection`: appends N events through the real append
+//! `parley-bench projection`: appends N events through the real append
 //! path, then times the projector catching up on them and a full replay.
 //! It runs in-process against the backend its flags name (use a fresh
 //! data dir or keyspace), because replay needs the read models to itself.
@@ -15,7 +15,7 @@ use parley_domain::{commands::SendMessage, ports::PROJECTOR_GROUP, UserId};
 use parley_projector::Projector;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
+use parley::{
     backend,
     backend::Ports,
     cli::{Backend, BackendArgs},
