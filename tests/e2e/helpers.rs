@@ -622,8 +622,10 @@ impl Process {
             .expect("spawn parley");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
-        // `dev` on the cluster first says what it migrated.
-        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        // `dev` on the cluster first migrates a fresh keyspace: a few dozen
+        // schema changes, each waiting for schema agreement, which on a
+        // busy box with a Cassandra just restarted takes over a minute.
+        let addr = tokio::time::timeout(Duration::from_secs(180), async {
             loop {
                 let line = lines
                     .next_line()
