@@ -202,3 +202,52 @@ fn record(batch: &[RecordedEvent], started: std::time::Instant) {
             .set(last.position.offset as f64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use parley_domain::{
+        events::MessageSent, ConversationId, Event, EventId, LogPosition, MessageBody, MessageId,
+        Timestamp, UserId,
+    };
+
+    use super::*;
+
+    fn event(id: EventId, offset: i64) -> RecordedEvent {
+        RecordedEvent {
+            position: LogPosition {
+                partition: 0,
+                offset,
+            },
+            id,
+            at: Timestamp::now(),
+            event: Event::MessageSent(MessageSent {
+                message_id: MessageId::new(),
+                conversation_id: ConversationId::between(UserId::new(), UserId::new()),
+                from: UserId::new(),
+                to: UserId::new(),
+                body: MessageBody::from_trusted("x".into()),
+                client_id: None,
+                sent_at: Timestamp::now(),
+            }),
+        }
+    }
+
+    /// A copy in the same batch or after an applied one is dropped; a
+    /// batch that was never applied is offered whole again.
+    #[test]
+    fn copies_are_dropped_only_once_their_original_is_applied() {
+        let (a, b) = (EventId::new(), EventId::new());
+        let mut copies = Copies::new();
+        let first = [event(a, 0), event(a, 1), event(b, 2)];
+        let offsets = |v: &[RecordedEvent]| v.iter().map(|e| e.position.offset).collect::<Vec<_>>();
+        assert_eq!(offsets(&copies.fresh(&first)), vec![0, 2]);
+        assert_eq!(
+            offsets(&copies.fresh(&first)),
+            vec![0, 2],
+            "not applied: offered again"
+        );
+        let fresh = copies.fresh(&first).into_owned();
+        copies.applied(&fresh);
+        assert!(copies.fresh(&[event(a, 3), event(b, 4)]).is_empty());
+    }
+}
