@@ -134,6 +134,44 @@ impl Deployment {
     }
 }
 
+/// A cluster test's keyspace goes when the test does: each one holds
+/// several megabytes of Cassandra's heap for as long as it exists, and a
+/// whole run makes hundreds. (Its topic stays: Kafka holds little for one.)
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if self.backend != Backend::Cluster {
+            return;
+        }
+        let keyspace = self.keyspace.clone();
+        // Settings are read again in a thread of its own, so neither a bad
+        // environment nor an unreachable store can panic inside a drop.
+        let args = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.args()));
+        let Ok(args) = args else { return };
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let config = parley::backend::cql_config(&args);
+                tokio::time::timeout(
+                    Duration::from_secs(60),
+                    parley_store_cql::Cql::drop_keyspace(&config),
+                )
+                .await
+                .map_err(|_| "timed out".to_owned())?
+                .map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("keyspace {keyspace} was not dropped: {e}"),
+            Err(_) => eprintln!("keyspace {keyspace} was not dropped: the drop panicked"),
+        }
+    }
+}
+
 fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_owned())
 }

@@ -99,6 +99,18 @@ impl Cql {
         let session = open(config).await?;
         schema_migrate(&session, config).await
     }
+
+    /// Deletes the keyspace and everything in it. No role calls it: it is
+    /// for a keyspace that was only a trial (a replay tried elsewhere, a
+    /// test), as every keyspace holds a node's memory while it exists.
+    pub async fn drop_keyspace(config: &CqlConfig) -> Result<(), StoreError> {
+        let session = open(config).await?;
+        session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", config.keyspace), ())
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
 }
 
 async fn open(config: &CqlConfig) -> Result<Session, StoreError> {
