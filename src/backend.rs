@@ -6,9 +6,11 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use parley_domain::{
     cache::CachedUsers,
+    dedup::ClaimedAppender,
+    logouts::LogoutList,
     ports::{
-        DedupKeys, EventAppender, EventLog, HealthCheck, InboxReader, ReadModelWriter,
-        SessionRevocations, SyncFeed, TimelineReader, UserStore,
+        EventAppender, EventLog, HealthCheck, InboxReader, ReadModelWriter, SessionRevocations,
+        SyncFeed, TimelineReader, UserStore,
     },
     StoreError,
 };
@@ -45,7 +47,7 @@ impl Ports {
             sync_feed: e.sync_feed.clone(),
             inboxes: e.read_models.clone(),
             users: Arc::new(CachedUsers::new(e.users.clone())),
-            revocations: e.users.clone(),
+            revocations: Arc::new(LogoutList::new(e.users.clone())),
             checks: vec![Arc::new(e.clone())],
             kafka: None,
         }
@@ -60,16 +62,18 @@ impl Ports {
             .await
             .map_err(ConnectError::on("kafka"))?;
         let cql_arc = Arc::new(cql);
-        let dedup: Arc<dyn DedupKeys> = cql_arc.clone();
         Ok(Self {
-            appender: Arc::new(kafka.appender(Some(dedup))),
+            appender: Arc::new(ClaimedAppender::new(
+                Arc::new(kafka.appender()),
+                cql_arc.clone(),
+            )),
             log: Arc::new(kafka.log()),
             writer: cql_arc.clone(),
             timelines: cql_arc.clone(),
             sync_feed: cql_arc.clone(),
             inboxes: cql_arc.clone(),
             users: Arc::new(CachedUsers::new(cql_arc.clone())),
-            revocations: cql_arc.clone(),
+            revocations: Arc::new(LogoutList::new(cql_arc.clone())),
             checks: vec![Arc::new(kafka.clone()), cql_arc],
             kafka: Some(kafka),
         })

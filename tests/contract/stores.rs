@@ -9,6 +9,7 @@ use std::{
 };
 
 use parley_domain::{
+    dedup::ClaimedAppender,
     ports::{
         DedupKeys, EventAppender, InboxReader, PendingEvent, ReadModelWriter, SyncFeed,
         TimelineReader, UserStore,
@@ -153,7 +154,7 @@ impl Store {
                 .await
                 .expect("Kafka must be running (infra/local/up)");
                 let keys: Arc<dyn DedupKeys> = store.clone();
-                Arc::new(kafka.appender(Some(keys)))
+                Arc::new(ClaimedAppender::new(Arc::new(kafka.appender()), keys))
             }
         }
     }

@@ -102,6 +102,18 @@ pub struct RecordedEvent {
     pub event: Event,
 }
 
+impl RecordedEvent {
+    /// `event` as the log recorded it at `position`, under `stamp`.
+    pub fn stamped(position: LogPosition, stamp: Stamp, event: Event) -> Self {
+        Self {
+            position,
+            id: stamp.id,
+            at: stamp.at,
+            event,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct EnvelopeOut<'a, T: Serialize> {
     id: EventId,

@@ -57,6 +57,18 @@ pub trait EventAppender: Send + Sync {
     async fn append(&self, event: PendingEvent) -> Result<Appended, StoreError>;
 }
 
+/// A log that appends an event already stamped and encoded: a claimed
+/// event is appended as its claim stored it.
+#[async_trait]
+pub trait EncodedAppender: Send + Sync {
+    /// Appends durably, like [`EventAppender::append`], and says where.
+    async fn append_encoded(
+        &self,
+        partition_key: &str,
+        payload: &[u8],
+    ) -> Result<LogPosition, StoreError>;
+}
+
 /// What a de-duplication key's claim found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
@@ -73,7 +85,7 @@ pub enum Claim {
 }
 
 /// De-duplication keys for a log that cannot check them in the same write
-/// as the append (Kafka). The claim is atomic (a lightweight transaction),
+/// as the append (Kafka); [`crate::dedup::ClaimedAppender`] uses them. The claim is atomic (a lightweight transaction),
 /// and stores the event before it is appended, so a retry after a crash
 /// finds the same event and never appends a different one.
 #[async_trait]

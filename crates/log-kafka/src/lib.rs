@@ -101,11 +101,8 @@ impl Kafka {
         })
     }
 
-    pub fn appender(
-        &self,
-        dedup: Option<Arc<dyn parley_domain::ports::DedupKeys>>,
-    ) -> KafkaAppender {
-        KafkaAppender::new(self.clone(), dedup)
+    pub fn appender(&self) -> KafkaAppender {
+        KafkaAppender::new(self.clone())
     }
 
     pub fn log(&self) -> KafkaLog {

@@ -1,10 +1,11 @@
-//! Appends: stamp, (claim the dedup key), produce, await the delivery report.
+//! Appends: stamp, produce, await the delivery report. Keyed events are
+//! claimed first by [`parley_domain::dedup::ClaimedAppender`] around this.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use parley_domain::{
-    ports::{Appended, Claim, DedupKeys, EventAppender, PendingEvent},
+    ports::{Appended, EncodedAppender, EventAppender, PendingEvent},
     Event, LogPosition, RecordedEvent, Stamp, StoreError,
 };
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
@@ -13,7 +14,6 @@ use crate::{kafka_error, Kafka};
 
 pub struct KafkaAppender {
     kafka: Kafka,
-    dedup: Option<Arc<dyn DedupKeys>>,
     /// Held while an event is stamped and handed to the producer queue, so
     /// that this process's events reach each partition in stamp order: a
     /// conversation's history, ordered by message id, then shows the order
@@ -22,10 +22,9 @@ pub struct KafkaAppender {
 }
 
 impl KafkaAppender {
-    pub(crate) fn new(kafka: Kafka, dedup: Option<Arc<dyn DedupKeys>>) -> Self {
+    pub(crate) fn new(kafka: Kafka) -> Self {
         Self {
             kafka,
-            dedup,
             order: Mutex::new(()),
         }
     }
@@ -75,67 +74,6 @@ impl KafkaAppender {
         let pending = self.enqueue(&event.partition_key(), &payload)?;
         Ok((stamp, event, pending))
     }
-
-    /// Appends an event whose dedup key must hold once: the claim stores
-    /// the encoded event before it is produced, so a retry after any crash
-    /// produces the same event (same id) rather than a second one.
-    async fn append_once(
-        &self,
-        dedup: &dyn DedupKeys,
-        key: &str,
-        build: Box<dyn FnOnce(Stamp) -> Event + Send>,
-    ) -> Result<Appended, StoreError> {
-        let stamp = {
-            let _order = self
-                .order
-                .lock()
-                .map_err(|_| StoreError::unexpected_msg("append order lock poisoned"))?;
-            Stamp::now()
-        };
-        let event = build(stamp);
-        let payload = event.encode(stamp).map_err(StoreError::unexpected)?;
-        match dedup.claim(key, &payload).await? {
-            Claim::Won => {
-                let position = self
-                    .delivered(self.enqueue(&event.partition_key(), &payload)?)
-                    .await?;
-                settle(dedup, key, position).await;
-                Ok(Appended::New(recorded(position, stamp, event)))
-            }
-            Claim::Taken { payload, appended } => {
-                let (stamp, event) = Event::decode(&payload)
-                    .map_err(StoreError::unexpected)?
-                    .ok_or_else(|| StoreError::unexpected_msg("claimed event of unknown type"))?;
-                let position = match appended {
-                    Some(p) => p,
-                    None => {
-                        let p = self
-                            .delivered(self.enqueue(&event.partition_key(), &payload)?)
-                            .await?;
-                        settle(dedup, key, p).await;
-                        p
-                    }
-                };
-                Ok(Appended::Duplicate(recorded(position, stamp, event)))
-            }
-        }
-    }
-}
-
-/// A failed settle only costs a retry one extra (idempotent) produce.
-async fn settle(dedup: &dyn DedupKeys, key: &str, at: LogPosition) {
-    if let Err(e) = dedup.settle(key, at).await {
-        tracing::warn!(error = %e.chain(), key, "could not settle a dedup claim");
-    }
-}
-
-fn recorded(position: LogPosition, stamp: Stamp, event: Event) -> RecordedEvent {
-    RecordedEvent {
-        position,
-        id: stamp.id,
-        at: stamp.at,
-        event,
-    }
 }
 
 #[async_trait]
@@ -143,13 +81,23 @@ impl EventAppender for KafkaAppender {
     #[tracing::instrument(name = "kafka.append", skip_all)]
     async fn append(&self, pending: PendingEvent) -> Result<Appended, StoreError> {
         metrics::counter!("parley_log_appends_total").increment(1);
-        match (&self.dedup, pending.dedup) {
-            (Some(dedup), Some(key)) => self.append_once(dedup.as_ref(), &key, pending.build).await,
-            _ => {
-                let (stamp, event, delivery) = self.stamp_and_enqueue(pending.build)?;
-                let position = self.delivered(delivery).await?;
-                Ok(Appended::New(recorded(position, stamp, event)))
-            }
-        }
+        let (stamp, event, delivery) = self.stamp_and_enqueue(pending.build)?;
+        let position = self.delivered(delivery).await?;
+        Ok(Appended::New(RecordedEvent::stamped(
+            position, stamp, event,
+        )))
+    }
+}
+
+#[async_trait]
+impl EncodedAppender for KafkaAppender {
+    #[tracing::instrument(name = "kafka.append", skip_all)]
+    async fn append_encoded(
+        &self,
+        partition_key: &str,
+        payload: &[u8],
+    ) -> Result<LogPosition, StoreError> {
+        metrics::counter!("parley_log_appends_total").increment(1);
+        self.delivered(self.enqueue(partition_key, payload)?).await
     }
 }

@@ -73,7 +73,6 @@ pub struct Cql {
     pub(crate) session: Arc<Session>,
     pub(crate) st: Arc<Statements>,
     pub(crate) keyspace: String,
-    pub(crate) revocations: Arc<revocations::Revocations>,
     pub(crate) buckets: Arc<read_models::WrittenBuckets>,
 }
 
@@ -89,7 +88,6 @@ impl Cql {
             session: Arc::new(session),
             st: Arc::new(st),
             keyspace: config.keyspace.clone(),
-            revocations: Arc::default(),
             buckets: Arc::default(),
         })
     }

@@ -6,10 +6,15 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use common::{config, forget_migrations_from, session, store_on, LATEST};
-use parley_domain::{auth::Session, ports::SessionRevocations, Timestamp, UserId};
+use parley_domain::{
+    auth::Session, logouts::LogoutList, ports::SessionRevocations, Timestamp, UserId,
+};
 use parley_store_cql::{Cql, CqlConfig};
 
 const DAY_S: i64 = 24 * 3600;
@@ -46,13 +51,22 @@ async fn logout_stamped(config: &CqlConfig, s: &Session, at: i64) {
         .expect("write a logout");
 }
 
-async fn revoked(store: &Cql, s: &Session) -> bool {
+/// What one process keeps: the logout list on its own connection.
+fn process(store: Cql) -> LogoutList {
+    LogoutList::new(Arc::new(store))
+}
+
+async fn connect(config: &CqlConfig) -> LogoutList {
+    process(Cql::connect(config).await.expect("connect"))
+}
+
+async fn revoked(store: &LogoutList, s: &Session) -> bool {
     store.is_revoked(s).await.expect("is_revoked")
 }
 
 /// Waits until `store` says `s` is logged out; fails with `never` after
 /// 30 s (a process reads new logouts about once a second).
-async fn eventually_revoked(store: &Cql, s: &Session, never: &str) {
+async fn eventually_revoked(store: &LogoutList, s: &Session, never: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !revoked(store, s).await {
         assert!(Instant::now() < deadline, "{never}");
@@ -63,10 +77,7 @@ async fn eventually_revoked(store: &Cql, s: &Session, never: &str) {
 #[tokio::test]
 async fn a_logout_on_one_process_reaches_another() {
     let config = config("revoke_spread");
-    let (a, b) = (
-        store_on(&config).await,
-        Cql::connect(&config).await.expect("connect"),
-    );
+    let (a, b) = (process(store_on(&config).await), connect(&config).await);
     let (gone, kept) = (issued(60), issued(60));
     // B has read the list, and answers from it from now on.
     assert!(!revoked(&b, &gone).await);
@@ -83,10 +94,10 @@ async fn a_logout_on_one_process_reaches_another() {
 #[tokio::test]
 async fn a_process_started_after_a_logout_knows_it() {
     let config = config("revoke_later");
-    let a = store_on(&config).await;
+    let a = process(store_on(&config).await);
     let s = issued(60);
     a.revoke(&s).await.expect("revoke");
-    let later = Cql::connect(&config).await.expect("connect");
+    let later = connect(&config).await;
     assert!(revoked(&later, &s).await);
 }
 
@@ -96,7 +107,7 @@ async fn a_process_started_after_a_logout_knows_it() {
 #[tokio::test]
 async fn a_logout_stamped_by_a_clock_behind_still_arrives() {
     let config = config("revoke_skew");
-    let store = store_on(&config).await;
+    let store = process(store_on(&config).await);
     let late = issued(120);
     assert!(!revoked(&store, &late).await);
     logout_stamped(&config, &late, Timestamp::now().millis() - 30_000).await;
@@ -109,7 +120,7 @@ async fn a_logout_stamped_by_a_clock_behind_still_arrives() {
 #[tokio::test]
 async fn a_logout_from_days_ago_holds_for_a_session_issued_before_it() {
     let config = config("revoke_old");
-    let store = store_on(&config).await;
+    let store = process(store_on(&config).await);
     let old = issued(5 * DAY_S);
     logout_stamped(&config, &old, Timestamp::now().millis() - 3 * DAY_S * 1000).await;
     assert!(!revoked(&store, &issued(60)).await);
@@ -131,11 +142,11 @@ async fn migrating_copies_the_logouts_an_earlier_release_recorded() {
     )
     .await
     .expect("an earlier release's logout");
-    let before = Cql::connect(&config).await.expect("connect");
+    let before = connect(&config).await;
     assert!(!revoked(&before, &earlier).await, "not yet copied");
     forget_migrations_from(&s, ks, 4).await;
     assert_eq!(Cql::migrate(&config).await.expect("migrate"), LATEST);
-    let after = Cql::connect(&config).await.expect("connect");
+    let after = connect(&config).await;
     assert!(revoked(&after, &earlier).await);
     assert!(!revoked(&after, &issued(60)).await);
 }

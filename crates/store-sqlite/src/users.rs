@@ -1,36 +1,25 @@
 //! Credentials, the user directory and revoked sessions.
 
-use std::{
-    collections::HashSet,
-    sync::{Arc, RwLock},
-    time::{Duration, Instant},
-};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use parley_domain::{
     auth::Session,
-    ports::{SessionRevocations, UserStore},
+    logouts::{Logout, LogoutStore},
+    ports::UserStore,
     Credential, DisplayName, PasswordHash, PublicUser, StoreError, Timestamp, UserId, Username,
 };
 use rusqlite::{params, OptionalExtension, Row};
 
 use crate::db::Db;
 
-/// How stale the in-memory revocation set may get before it is re-read, so
-/// a logout made through another process sharing the file takes effect.
-const REVOCATION_REFRESH: Duration = Duration::from_secs(1);
-
 pub struct SqliteUsers {
     db: Arc<Db>,
-    revoked: RwLock<(HashSet<String>, Option<Instant>)>,
 }
 
 impl SqliteUsers {
     pub(crate) fn new(db: Arc<Db>) -> Self {
-        Self {
-            db,
-            revoked: RwLock::new((HashSet::new(), None)),
-        }
+        Self { db }
     }
 }
 
@@ -137,11 +126,13 @@ impl UserStore for SqliteUsers {
     }
 }
 
+/// Logouts are few and short-lived, so a read gives every unexpired one
+/// rather than those of a range of stamps.
 #[async_trait]
-impl SessionRevocations for SqliteUsers {
-    async fn revoke(&self, session: &Session) -> Result<(), StoreError> {
+impl LogoutStore for SqliteUsers {
+    async fn record(&self, session: &Session, at_ms: i64) -> Result<(), StoreError> {
         let (sid, exp) = (session.session_id.clone(), session.expires_at);
-        let now = Timestamp::now().millis() / 1000;
+        let now = at_ms / 1000;
         self.db
             .write(move |tx| {
                 tx.execute("DELETE FROM revoked_sessions WHERE expires_at < ?1", [now])?;
@@ -151,41 +142,24 @@ impl SessionRevocations for SqliteUsers {
                 )
                 .map(drop)
             })
-            .await?;
-        if let Ok(mut r) = self.revoked.write() {
-            r.0.insert(session.session_id.clone());
-        }
-        Ok(())
+            .await
     }
 
-    async fn is_revoked(&self, session: &Session) -> Result<bool, StoreError> {
-        let session_id = session.session_id.as_str();
-        let fresh = self
-            .revoked
-            .read()
-            .map_err(|_| StoreError::unexpected_msg("revocation cache poisoned"))
-            .map(|r| {
-                r.1.is_some_and(|at| at.elapsed() < REVOCATION_REFRESH)
-                    .then(|| r.0.contains(session_id))
-            })?;
-        if let Some(hit) = fresh {
-            return Ok(hit);
-        }
+    async fn stamped_between(&self, _from: i64, _to: i64) -> Result<Vec<Logout>, StoreError> {
         let now = Timestamp::now().millis() / 1000;
-        let all: HashSet<String> = self
-            .db
+        self.db
             .read(move |c| {
                 let mut st = c.prepare_cached(
-                    "SELECT session_id FROM revoked_sessions WHERE expires_at >= ?1",
+                    "SELECT session_id, expires_at FROM revoked_sessions WHERE expires_at >= ?1",
                 )?;
-                let rows = st.query_map([now], |r| r.get::<_, String>(0))?;
+                let rows = st.query_map([now], |r| {
+                    Ok(Logout {
+                        session_id: r.get(0)?,
+                        expires_at: r.get(1)?,
+                    })
+                })?;
                 rows.collect()
             })
-            .await?;
-        let hit = all.contains(session_id);
-        if let Ok(mut r) = self.revoked.write() {
-            *r = (all, Some(Instant::now()));
-        }
-        Ok(hit)
+            .await
     }
 }
