@@ -147,6 +147,14 @@ impl Drop for Deployment {
         // environment nor an unreachable store can panic inside a drop.
         let args = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.args()));
         let Ok(args) = args else { return };
+        // Only on a single node: on the replicated cluster a fault can
+        // leave a node behind on the schema, and a drop then leaves the
+        // nodes disagreeing (Cassandra's "Unknown CF" in its migration
+        // stage), so the next test's migrate waits for ever. The fault
+        // suite makes few keyspaces anyway.
+        if args.scylla_replication > 1 {
+            return;
+        }
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
