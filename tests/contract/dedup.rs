@@ -3,7 +3,11 @@
 //! log checks the key in its own transaction (SQLite) or claims it in the
 //! CQL store before producing to Kafka.
 
-use parley_domain::{commands::SendMessage, ports::Appended, Event, UserId};
+use parley_domain::{
+    commands::SendMessage,
+    ports::{Appended, Claim, EventAppender},
+    Event, Stamp, StoreError, UserId,
+};
 
 use crate::stores::Store;
 
@@ -50,4 +54,55 @@ async fn a_repeated_client_id_is_appended_once() {
             Appended::Duplicate(e) => panic!("{kind}: another sender's key: {e:?}"),
         }
     }
+}
+
+/// An appender that claimed a key and was killed before it produced: the
+/// retry produces the claimed event (its id, not a new one) exactly once,
+/// and a later retry finds it where it landed.
+#[tokio::test]
+async fn a_key_claimed_by_an_appender_that_died_is_appended_by_the_retry() {
+    let store = Store::cql().await;
+    let (a, b) = (UserId::new(), UserId::new());
+    let pending = send(a, b, "hello", "c-1").into_pending();
+    let key = pending.dedup.clone().expect("a keyed send");
+    let stamp = Stamp::now();
+    let claimed = (pending.build)(stamp);
+    let payload = claimed.encode(stamp).expect("encode");
+    assert_eq!(
+        store.keys().claim(&key, &payload).await.expect("claim"),
+        Claim::Won
+    );
+
+    let appender = store.appender().await;
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        match appender
+            .append(send(a, b, "hello", "c-1").into_pending())
+            .await
+            .expect("append")
+        {
+            Appended::Duplicate(e) => answers.push(e),
+            Appended::New(e) => panic!("the claimed event was replaced: {e:?}"),
+        }
+    }
+    assert_eq!(answers[0].id, stamp.id, "the claimed event's id");
+    assert_eq!(answers[0].event, claimed);
+    assert_eq!(answers[1], answers[0], "the second retry finds it settled");
+    let logged: Vec<_> = store.logged().await.into_iter().map(|e| e.id).collect();
+    assert_eq!(logged, vec![stamp.id], "in the log once");
+}
+
+/// Kafka cannot check a key in the append itself, so its appender alone
+/// refuses a keyed event rather than append it without the check.
+#[tokio::test]
+async fn kafka_without_claims_refuses_a_keyed_event() {
+    let store = Store::cql().await;
+    let bare = store.kafka().await.appender();
+    let (a, b) = (UserId::new(), UserId::new());
+    match bare.append(send(a, b, "hello", "c-1").into_pending()).await {
+        Err(StoreError::Unexpected(_)) => {}
+        Err(e) => panic!("refused as {e:?}"),
+        Ok(a) => panic!("appended: {:?}", a.event()),
+    }
+    assert!(store.logged().await.is_empty(), "nothing reached the log");
 }

@@ -11,10 +11,10 @@ use std::{
 use parley_domain::{
     dedup::ClaimedAppender,
     ports::{
-        DedupKeys, EventAppender, InboxReader, PendingEvent, ReadModelWriter, SyncFeed,
-        TimelineReader, UserStore,
+        DedupKeys, EventAppender, EventLog, InboxReader, PendingEvent, ReadModelWriter, StartFrom,
+        SyncFeed, TimelineReader, UserStore,
     },
-    Event, LogPosition, RecordedEvent, Stamp,
+    Event, LogPosition, RecordedEvent, Stamp, Watermark,
 };
 use parley_log_kafka::{Kafka, KafkaConfig};
 use parley_store_cql::{Cql, CqlConfig};
@@ -51,7 +51,8 @@ impl Store {
         Store::Sqlite { backend, _dir: dir }
     }
 
-    async fn cql() -> Self {
+    /// The CQL store, with a Kafka topic of its own for appends.
+    pub async fn cql() -> Self {
         let suffix = suffix();
         let config = CqlConfig::new(
             std::env::var("PARLEY_SCYLLA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
@@ -140,22 +141,69 @@ impl Store {
     pub async fn appender(&self) -> Arc<dyn EventAppender> {
         match self {
             Store::Sqlite { backend, .. } => backend.appender.clone(),
-            Store::Cql { store, suffix, .. } => {
-                let kafka = Kafka::connect(KafkaConfig {
-                    brokers: std::env::var("PARLEY_KAFKA_BROKERS")
-                        .unwrap_or_else(|_| "127.0.0.1:9092".into()),
-                    topic: format!("contract-{suffix}"),
-                    partitions: 2,
-                    replication: 1,
-                    group_prefix: format!("contract.{suffix}"),
-                    produce_timeout: Duration::from_secs(5),
-                    properties: Default::default(),
-                })
-                .await
-                .expect("Kafka must be running (infra/local/up)");
+            Store::Cql { store, .. } => {
                 let keys: Arc<dyn DedupKeys> = store.clone();
-                Arc::new(ClaimedAppender::new(Arc::new(kafka.appender()), keys))
+                Arc::new(ClaimedAppender::new(
+                    Arc::new(self.kafka().await.appender()),
+                    keys,
+                ))
             }
         }
+    }
+
+    /// The CQL store's de-duplication keys.
+    pub fn keys(&self) -> Arc<dyn DedupKeys> {
+        match self {
+            Store::Cql { store, .. } => store.clone(),
+            Store::Sqlite { .. } => panic!("SQLite checks keys inside its log's transaction"),
+        }
+    }
+
+    /// The case's Kafka topic (the CQL store's log).
+    pub async fn kafka(&self) -> Kafka {
+        let Store::Cql { suffix, .. } = self else {
+            panic!("the embedded backend has no Kafka");
+        };
+        Kafka::connect(KafkaConfig {
+            brokers: std::env::var("PARLEY_KAFKA_BROKERS")
+                .unwrap_or_else(|_| "127.0.0.1:9092".into()),
+            topic: format!("contract-{suffix}"),
+            partitions: 2,
+            replication: 1,
+            group_prefix: format!("contract.{suffix}"),
+            produce_timeout: Duration::from_secs(5),
+            properties: Default::default(),
+        })
+        .await
+        .expect("Kafka must be running (infra/local/up)")
+    }
+
+    /// Everything in the case's Kafka topic now: read until the reader
+    /// has reached the end of every partition (30 s at most).
+    pub async fn logged(&self) -> Vec<RecordedEvent> {
+        let log = self.kafka().await.log();
+        let end = log.latest().await.expect("latest");
+        let mut consumer = log
+            .subscribe("reader", StartFrom::Committed)
+            .await
+            .expect("subscribe");
+        let mut read = Watermark::default();
+        let mut all = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !read.covers_all(&end) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the topic was never read to its end"
+            );
+            for e in consumer
+                .poll(100, Duration::from_millis(500))
+                .await
+                .expect("poll")
+            {
+                read.advance(e.position);
+                all.push(e);
+            }
+        }
+        all
     }
 }

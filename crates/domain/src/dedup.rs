@@ -28,45 +28,45 @@ impl<L> ClaimedAppender<L> {
 }
 
 impl<L: EncodedAppender> ClaimedAppender<L> {
+    #[tracing::instrument(name = "log.append_once", skip_all)]
     async fn append_once(
         &self,
         key: &str,
         build: Box<dyn FnOnce(Stamp) -> Event + Send>,
     ) -> Result<Appended, StoreError> {
+        // Counted per append asked for, as the embedded log counts them.
+        metrics::counter!("parley_log_appends_total").increment(1);
         let stamp = Stamp::now();
         let event = build(stamp);
         let payload = event.encode(stamp).map_err(StoreError::unexpected)?;
-        match self.keys.claim(key, &payload).await? {
-            Claim::Won => {
-                let position = self
-                    .log
-                    .append_encoded(&event.partition_key(), &payload)
-                    .await?;
-                self.settle(key, position).await;
-                Ok(Appended::New(RecordedEvent::stamped(
-                    position, stamp, event,
-                )))
-            }
+        // What the key holds: this event, or the one claimed first and
+        // where it landed, if its appender lived to see that.
+        let (won, stamp, event, payload, appended) = match self.keys.claim(key, &payload).await? {
+            Claim::Won => (true, stamp, event, payload, None),
             Claim::Taken { payload, appended } => {
                 let (stamp, event) = Event::decode(&payload)
                     .map_err(StoreError::unexpected)?
                     .ok_or_else(|| StoreError::unexpected_msg("claimed event of unknown type"))?;
-                let position = match appended {
-                    Some(p) => p,
-                    None => {
-                        let p = self
-                            .log
-                            .append_encoded(&event.partition_key(), &payload)
-                            .await?;
-                        self.settle(key, p).await;
-                        p
-                    }
-                };
-                Ok(Appended::Duplicate(RecordedEvent::stamped(
-                    position, stamp, event,
-                )))
+                (false, stamp, event, payload, appended)
             }
-        }
+        };
+        let position = match appended {
+            Some(p) => p,
+            None => {
+                let p = self
+                    .log
+                    .append_encoded(&event.partition_key(), &payload)
+                    .await?;
+                self.settle(key, p).await;
+                p
+            }
+        };
+        let recorded = RecordedEvent::stamped(position, stamp, event);
+        Ok(if won {
+            Appended::New(recorded)
+        } else {
+            Appended::Duplicate(recorded)
+        })
     }
 
     /// A failed settle only costs a retry one extra (idempotent) append.

@@ -85,9 +85,10 @@ pub enum Claim {
 }
 
 /// De-duplication keys for a log that cannot check them in the same write
-/// as the append (Kafka); [`crate::dedup::ClaimedAppender`] uses them. The claim is atomic (a lightweight transaction),
-/// and stores the event before it is appended, so a retry after a crash
-/// finds the same event and never appends a different one.
+/// as the append (Kafka), as [`crate::dedup::ClaimedAppender`] uses them.
+/// The claim is atomic (a lightweight transaction), and stores the event
+/// before it is appended, so a retry after a crash finds the same event
+/// and never appends a different one.
 #[async_trait]
 pub trait DedupKeys: Send + Sync {
     async fn claim(&self, key: &str, payload: &[u8]) -> Result<Claim, StoreError>;

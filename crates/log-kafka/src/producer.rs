@@ -80,6 +80,13 @@ impl KafkaAppender {
 impl EventAppender for KafkaAppender {
     #[tracing::instrument(name = "kafka.append", skip_all)]
     async fn append(&self, pending: PendingEvent) -> Result<Appended, StoreError> {
+        // Kafka cannot check a key in the append itself: a keyed event
+        // appended here would silently lose its de-duplication.
+        if pending.dedup.is_some() {
+            return Err(StoreError::unexpected_msg(
+                "a keyed event needs a ClaimedAppender around the Kafka appender",
+            ));
+        }
         metrics::counter!("parley_log_appends_total").increment(1);
         let (stamp, event, delivery) = self.stamp_and_enqueue(pending.build)?;
         let position = self.delivered(delivery).await?;
@@ -97,7 +104,6 @@ impl EncodedAppender for KafkaAppender {
         partition_key: &str,
         payload: &[u8],
     ) -> Result<LogPosition, StoreError> {
-        metrics::counter!("parley_log_appends_total").increment(1);
         self.delivered(self.enqueue(partition_key, payload)?).await
     }
 }
