@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod dedup;
+mod logouts;
 mod read_models;
 mod stores;
 mod sync_feed;

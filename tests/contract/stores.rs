@@ -10,6 +10,7 @@ use std::{
 
 use parley_domain::{
     dedup::ClaimedAppender,
+    logouts::LogoutStore,
     ports::{
         DedupKeys, EventAppender, EventLog, InboxReader, PendingEvent, ReadModelWriter, StartFrom,
         SyncFeed, TimelineReader, UserStore,
@@ -148,6 +149,14 @@ impl Store {
                     keys,
                 ))
             }
+        }
+    }
+
+    /// Where the store keeps logouts.
+    pub fn logouts(&self) -> Arc<dyn LogoutStore> {
+        match self {
+            Store::Sqlite { backend, .. } => backend.users.clone(),
+            Store::Cql { store, .. } => store.clone(),
         }
     }
 

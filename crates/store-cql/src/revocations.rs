@@ -85,6 +85,12 @@ impl LogoutStore for Cql {
         }
         Ok(found)
     }
+
+    /// Every process reaches the same nodes, and a logout is a write to
+    /// them: while they are down, a logout fails as well.
+    fn outage_stops_logouts(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

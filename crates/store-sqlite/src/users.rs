@@ -162,4 +162,9 @@ impl LogoutStore for SqliteUsers {
             })
             .await
     }
+
+    /// Another process may still log out through the same file.
+    fn outage_stops_logouts(&self) -> bool {
+        false
+    }
 }
