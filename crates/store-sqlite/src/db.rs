@@ -401,8 +401,9 @@ mod tests {
     fn wal_frames(db: &Path) -> i64 {
         let mut shm = db.as_os_str().to_owned();
         shm.push("-shm");
-        let bytes = std::fs::read(shm).unwrap();
-        i64::from(u32::from_ne_bytes(bytes[16..20].try_into().unwrap()))
+        let mut header = [0u8; 20];
+        std::io::Read::read_exact(&mut std::fs::File::open(shm).unwrap(), &mut header).unwrap();
+        i64::from(u32::from_ne_bytes(header[16..20].try_into().unwrap()))
     }
 
     #[test]
@@ -413,17 +414,27 @@ mod tests {
         let writer = open_conn(&path).unwrap();
         // Fast commits (no fsync): the stream, not the disk, is under test.
         writer.pragma_update(None, "synchronous", "OFF").unwrap();
-        let page = vec![7u8; 4000];
-        let (mut total, mut most, mut last, mut restarts) = (0i64, 0i64, 0i64, 0u32);
-        // Thirty-two times the restart threshold, with no pause between
-        // commits for a checkpoint to catch up.
-        while total < 32 * RESTART_AT_FRAMES {
+        // One row rewritten again and again: every commit adds WAL frames
+        // while the file itself stays small.
+        writer
+            .execute(
+                "INSERT INTO events (key, payload) VALUES ('k', ?1)",
+                [&vec![0u8; 4000]],
+            )
+            .unwrap();
+        let (mut total, mut last, mut restarts, mut commits) = (0i64, 0i64, 0u32, 0u64);
+        // Without the RESTART pass the WAL only grows: the PASSIVE passes
+        // never find it fully copied with no commit in between. The stream
+        // goes on, with no pause for a checkpoint to catch up, until the
+        // WAL has started over three times or far more frames than that
+        // takes have been written: how many restarts a given number of
+        // frames sees depends on how fast this machine commits.
+        while restarts < 3 && total < 64 * RESTART_AT_FRAMES {
+            commits += 1;
+            let page = vec![(commits % 251) as u8; 4000];
             db.exclusive(|| {
                 writer
-                    .execute(
-                        "INSERT INTO events (key, payload) VALUES ('k', ?1)",
-                        [&page],
-                    )
+                    .execute("UPDATE events SET payload = ?1", [&page])
                     .unwrap()
             });
             let now = wal_frames(&path);
@@ -433,13 +444,11 @@ mod tests {
             } else {
                 total += now - last;
             }
-            (last, most) = (now, most.max(now));
+            last = now;
         }
-        // Without the RESTART pass the WAL only grows: the PASSIVE passes
-        // never find it fully copied with no commit in between.
         assert!(
-            restarts >= 3 && most < total / 3,
-            "{restarts} restarts; the WAL reached {most} of the {total} frames written"
+            restarts >= 3,
+            "{restarts} restarts in the {total} frames written"
         );
     }
 }
