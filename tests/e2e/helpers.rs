@@ -361,13 +361,33 @@ impl TestApp {
     /// which must be accepted.
     pub async fn mark_read(&self, reader: &User, peer: &User, up_to: &Value) {
         let r = self
-            .post(
+            .post_until_ready(
                 &format!("/v1/conversations/{}/read", peer.id),
                 Some(&reader.token),
                 json!({"up_to": up_to}),
             )
             .await;
         assert_eq!(r.status, 202, "{}", r.text);
+    }
+
+    /// Posts as a client does: a 503 with Retry-After (the read side not
+    /// yet caught up with a marker's message) is asked again after the
+    /// wait it names, for up to 30 s; any other answer is returned.
+    pub async fn post_until_ready(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.post(path, token, body.clone()).await;
+            let wait = r
+                .headers
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            match wait {
+                Some(secs) if r.status == 503 && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(secs.clamp(1, 5))).await;
+                }
+                _ => return r,
+            }
+        }
     }
 
     pub async fn page(&self, me: &User, peer: &User, query: &str) -> Value {
@@ -408,15 +428,22 @@ impl TestApp {
     /// Waits until the conversation shows `n` messages (the projector is
     /// asynchronous), then returns them.
     pub async fn history_of_len(&self, me: &User, peer: &User, n: usize) -> Vec<Value> {
-        let mut last = Vec::new();
-        for _ in 0..400 {
-            last = self.history(me, peer).await;
+        // Generous: a restarted projector waits out its predecessor's
+        // consumer-group session before it catches up.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let last = self.history(me, peer).await;
             if last.len() >= n {
                 return last;
             }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "history has {} messages after 30 s, expected {n}",
+                    last.len()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("history has {} messages, expected {n}", last.len());
     }
 
     pub async fn inbox(&self, me: &User) -> Value {

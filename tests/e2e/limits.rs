@@ -169,6 +169,15 @@ async fn a_flood_of_wrong_logins_does_not_take_the_server() {
         app.register("peer").await,
     );
     let _ = victim;
+    // The same requests with nobody attacking, for what this machine
+    // takes at its slowest right now.
+    let mut idle = Duration::ZERO;
+    for _ in 0..10 {
+        let t = Instant::now();
+        assert_eq!(app.get("/v1/me", Some(&other.token)).await.status, 200);
+        app.send(&other, &peer, "before").await;
+        idle = idle.max(t.elapsed());
+    }
     let before = rss(&app).await;
     let flood_until = Instant::now() + Duration::from_secs(4);
     let attackers: Vec<_> = (0..64)
@@ -218,9 +227,12 @@ async fn a_flood_of_wrong_logins_does_not_take_the_server() {
     let growth_mib = (peak - before) / 1048576.0;
     eprintln!(
         "{} wrong logins ({checked} checked, {refused} turned away); RSS +{growth_mib:.0} MiB; \
-         the other user's slowest me+send {slowest:?} over {served}",
+         the other user's slowest me+send {slowest:?} over {served} ({idle:?} unattacked)",
         statuses.len()
     );
     assert!(growth_mib < 128.0, "RSS grew by {growth_mib:.0} MiB");
-    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+    // Hashing on the request threads would hold the other user for the
+    // whole flood; a queue wait beside a busy pool is a small multiple.
+    let bound = (idle * 10).max(Duration::from_secs(2));
+    assert!(slowest < bound, "{slowest:?}, over {bound:?}");
 }

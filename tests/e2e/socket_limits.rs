@@ -155,7 +155,7 @@ async fn a_users_frames_are_throttled_not_dropped() {
     bystander.send(json!({"type": "ping"})).await;
     bystander.expect("pong").await;
     assert!(
-        asked.elapsed() < Duration::from_secs(1),
+        asked.elapsed() < Duration::from_secs(2),
         "another user waited {:?}",
         asked.elapsed()
     );

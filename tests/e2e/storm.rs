@@ -327,7 +327,7 @@ async fn mark_read(storm: &Storm, sender: usize, up_to: &str) {
     }
     let app = &storm.commands[sender % storm.commands.len()];
     let r = app
-        .post(
+        .post_until_ready(
             &format!("/v1/conversations/{}/read", storm.senders[sender].id),
             Some(&storm.recipient.token),
             json!({ "up_to": up_to }),

@@ -216,7 +216,9 @@ test("a long conversation scrolls back page by page", { timeout: 120_000 }, asyn
   assert.ok(await web.page.locator("#older").isVisible());
   await shot(web, "10-newest-page");
   // Scrolling to the top loads the next older page, until the first message.
-  for (let i = 0; i < 10 && !(await web.page.locator("#history-start").isVisible()); i++) {
+  // Tries until the first message shows, for as long as a slow page load
+  // may take (20 s).
+  for (let i = 0; i < 66 && !(await web.page.locator("#history-start").isVisible()); i++) {
     await web.page.locator("#scroller").evaluate((el) => el.scrollTo(0, 0));
     await new Promise((r) => setTimeout(r, 300));
   }
