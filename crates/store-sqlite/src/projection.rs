@@ -25,36 +25,37 @@ use rusqlite::{params, OptionalExtension, Transaction};
 
 use crate::{read_models::SqliteReadModels, schema::READ_MODEL_TABLES};
 
-/// Inserts the message once; whether this call inserted it.
+/// Inserts the message once, stamped with a receipt that came before it;
+/// whether this call inserted it.
 fn message(tx: &Transaction<'_>, m: &MessageSent, at: LogPosition) -> rusqlite::Result<bool> {
     let id = m.message_id.to_string();
-    let inserted = tx
+    // One statement in the common case: the early receipt (almost never
+    // there) is looked up inside the insert, and only one found is deleted.
+    let inserted: Option<Option<i64>> = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO messages (conversation_id, message_id, sender, recipient, body, sent_at, log_partition, log_offset)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR IGNORE INTO messages (conversation_id, message_id, sender, recipient, body, sent_at, log_partition, log_offset, delivered_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT at FROM early_deliveries WHERE message_id = ?2))
+             RETURNING delivered_at",
         )?
-        .execute(params![
-            m.conversation_id.to_string(),
-            id,
-            m.from.to_string(),
-            m.to.to_string(),
-            m.body.as_str(),
-            m.sent_at.millis(),
-            at.partition,
-            at.offset
-        ])?
-        == 1;
-    if inserted {
-        let early: Option<i64> = tx
-            .prepare_cached("DELETE FROM early_deliveries WHERE message_id = ?1 RETURNING at")?
-            .query_row([&id], |r| r.get(0))
-            .optional()?;
-        if let Some(at) = early {
-            tx.prepare_cached("UPDATE messages SET delivered_at = ?2 WHERE message_id = ?1")?
-                .execute(params![id, at])?;
-        }
+        .query_row(
+            params![
+                m.conversation_id.to_string(),
+                id,
+                m.from.to_string(),
+                m.to.to_string(),
+                m.body.as_str(),
+                m.sent_at.millis(),
+                at.partition,
+                at.offset
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(Some(_)) = inserted {
+        tx.prepare_cached("DELETE FROM early_deliveries WHERE message_id = ?1")?
+            .execute([&id])?;
     }
-    Ok(inserted)
+    Ok(inserted.is_some())
 }
 
 fn delivered(tx: &Transaction<'_>, d: &MessageDelivered) -> rusqlite::Result<()> {
@@ -101,22 +102,31 @@ fn marker(tx: &Transaction<'_>, r: &ConversationRead) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Upserts `owner`'s inbox entry. With `unread`, the message also counts
+/// towards it unless `owner`'s marker already covers it: the
+/// [`Change::Unread`] of the same message, applied in the same statement
+/// since the count lives on this row.
 fn inbox(
     tx: &Transaction<'_>,
     owner: UserId,
     peer: UserId,
     last: &MessageSent,
+    unread: bool,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO inbox (user_id, conversation_id, peer_id, last_message_id, unread_count) VALUES (?1, ?2, ?3, ?4, 0)
+        "INSERT INTO inbox (user_id, conversation_id, peer_id, last_message_id, unread_count)
+         VALUES (?1, ?2, ?3, ?4, ?5 AND NOT EXISTS (
+             SELECT 1 FROM read_markers WHERE conversation_id = ?2 AND reader = ?1 AND up_to >= ?4))
          ON CONFLICT (user_id, conversation_id) DO UPDATE SET
-             last_message_id = MAX(last_message_id, excluded.last_message_id)",
+             last_message_id = MAX(last_message_id, excluded.last_message_id),
+             unread_count = unread_count + excluded.unread_count",
     )?
     .execute(params![
         owner.to_string(),
         last.conversation_id.to_string(),
         peer.to_string(),
-        last.message_id.to_string()
+        last.message_id.to_string(),
+        unread
     ])?;
     Ok(())
 }
@@ -154,16 +164,34 @@ fn feed(tx: &Transaction<'_>, owner: UserId, e: &RecordedEvent) -> rusqlite::Res
 
 /// Applies one event's changes.
 fn apply_event(tx: &Transaction<'_>, e: &RecordedEvent) -> rusqlite::Result<()> {
+    let changes = project(e);
     // Whether this event's message row is new: its unread mark counts
     // only then (the mark's key is the message's).
     let mut fresh = false;
-    for change in project(e) {
-        match change {
+    let unread_of = |owner: UserId, m: &MessageSent| {
+        changes.iter().any(|c| {
+            matches!(c, Change::Unread { owner: o, message }
+                if *o == owner && message.message_id == m.message_id)
+        })
+    };
+    let inbox_of = |owner: UserId, m: &MessageSent| {
+        changes.iter().any(|c| {
+            matches!(c, Change::Inbox { owner: o, last, .. }
+                if *o == owner && last.message_id == m.message_id)
+        })
+    };
+    for change in &changes {
+        match *change {
             Change::Message { sent, position } => fresh = message(tx, sent, position)?,
             Change::Delivered { delivery, .. } => delivered(tx, delivery)?,
             Change::Marker { read, .. } => marker(tx, read)?,
-            Change::Inbox { owner, peer, last } => inbox(tx, owner, peer, last)?,
-            Change::Unread { owner, message } if fresh => unread(tx, owner, message)?,
+            Change::Inbox { owner, peer, last } => {
+                inbox(tx, owner, peer, last, fresh && unread_of(owner, last))?
+            }
+            // Counted with its owner's inbox entry when the event has one.
+            Change::Unread { owner, message } if fresh && !inbox_of(owner, message) => {
+                unread(tx, owner, message)?
+            }
             Change::Unread { .. } => {}
             Change::Feed { owner, event } => feed(tx, owner, event)?,
             Change::User { user } => directory(tx, user)?,
