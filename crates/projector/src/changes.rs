@@ -89,6 +89,9 @@ pub enum Change<'a> {
     },
     /// A message `owner` has not read, under
     /// `(owner, conversation, message id)`. [`Rule::CountUnlessRead`].
+    /// Always beside `owner`'s [`Change::Inbox`] for the same message, so
+    /// a store that keeps the count on the inbox entry can apply both in
+    /// one write.
     Unread {
         owner: UserId,
         message: &'a MessageSent,

@@ -10,9 +10,10 @@
 //! - newest wins: `MAX` over the inbox's last message id;
 //! - the directory: `INSERT OR IGNORE` (registration wrote it already,
 //!   unless this is a replay);
-//! - count unless read: `inbox.unread_count` counts a message once, when
-//!   its row is first inserted and no marker covers it, and is counted
-//!   again from the messages past the marker whenever the marker moves.
+//! - count unless read: `inbox.unread_count` counts a message once, by
+//!   the owner's inbox upsert, when the message's row is first inserted
+//!   and no marker covers it, and is counted again from the messages
+//!   past the marker whenever the marker moves.
 
 use async_trait::async_trait;
 use parley_domain::{
@@ -131,18 +132,6 @@ fn inbox(
     Ok(())
 }
 
-/// Counts `m` for `owner` unless their marker already covers it.
-fn unread(tx: &Transaction<'_>, owner: UserId, m: &MessageSent) -> rusqlite::Result<()> {
-    let (conv, owner) = (m.conversation_id.to_string(), owner.to_string());
-    tx.prepare_cached(
-        "UPDATE inbox SET unread_count = unread_count + 1
-         WHERE user_id = ?1 AND conversation_id = ?2 AND NOT EXISTS (
-             SELECT 1 FROM read_markers WHERE conversation_id = ?2 AND reader = ?1 AND up_to >= ?3)",
-    )?
-    .execute(params![owner, conv, m.message_id.to_string()])?;
-    Ok(())
-}
-
 pub(crate) fn directory(tx: &Transaction<'_>, u: &PublicUser) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO directory (id, username, display_name, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -168,16 +157,10 @@ fn apply_event(tx: &Transaction<'_>, e: &RecordedEvent) -> rusqlite::Result<()> 
     // Whether this event's message row is new: its unread mark counts
     // only then (the mark's key is the message's).
     let mut fresh = false;
-    let unread_of = |owner: UserId, m: &MessageSent| {
+    let marked_unread = |owner: UserId, m: &MessageSent| {
         changes.iter().any(|c| {
             matches!(c, Change::Unread { owner: o, message }
                 if *o == owner && message.message_id == m.message_id)
-        })
-    };
-    let inbox_of = |owner: UserId, m: &MessageSent| {
-        changes.iter().any(|c| {
-            matches!(c, Change::Inbox { owner: o, last, .. }
-                if *o == owner && last.message_id == m.message_id)
         })
     };
     for change in &changes {
@@ -186,12 +169,11 @@ fn apply_event(tx: &Transaction<'_>, e: &RecordedEvent) -> rusqlite::Result<()> 
             Change::Delivered { delivery, .. } => delivered(tx, delivery)?,
             Change::Marker { read, .. } => marker(tx, read)?,
             Change::Inbox { owner, peer, last } => {
-                inbox(tx, owner, peer, last, fresh && unread_of(owner, last))?
+                inbox(tx, owner, peer, last, fresh && marked_unread(owner, last))?
             }
-            // Counted with its owner's inbox entry when the event has one.
-            Change::Unread { owner, message } if fresh && !inbox_of(owner, message) => {
-                unread(tx, owner, message)?
-            }
+            // The core gives every unread mark its owner's inbox entry for
+            // the same message, and the count lives on that row: the
+            // inbox's upsert counted it.
             Change::Unread { .. } => {}
             Change::Feed { owner, event } => feed(tx, owner, event)?,
             Change::User { user } => directory(tx, user)?,
